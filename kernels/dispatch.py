@@ -1,0 +1,159 @@
+"""Backend selection for the scans and the causal conv: PyTorch reference / chunked, Triton, or the CUDA kernels of
+mamba-ssm and causal-conv1d. The optional packages are imported lazily, once; the outcome is cached."""
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Callable
+from functools import lru_cache
+
+import torch
+
+from .causal_conv1d import causal_conv1d as causal_conv1d_torch
+from .selective_scan_chunked import selective_scan_chunked
+from .selective_scan_reference import selective_scan_reference
+from .ssd_chunked import ssd_chunked
+from .ssd_reference import ssd_reference
+
+BACKENDS = ("auto", "reference", "chunked", "triton", "cuda")
+_CUDA_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+_CUDA_CONV_MAX_WIDTH = 4
+
+
+@lru_cache(maxsize=None)
+def _optional(module: str, name: str) -> tuple[Callable | None, str]:
+    """(function, "") if `module.name` imports, else (None, why not). Cached: each import is tried once."""
+    try:
+        return getattr(importlib.import_module(module), name), ""
+    except Exception as error:  # noqa: BLE001 - a broken optional install (missing .so, CUDA mismatch) is "absent"
+        return None, f"{type(error).__name__}: {error}"
+
+
+def _require(module: str, name: str, backend: str) -> Callable:
+    function, why = _optional(module, name)
+    if function is None:
+        raise RuntimeError(f"kernel backend={backend!r} needs {module}.{name}, which cannot be imported ({why})")
+    return function
+
+
+def _check_backend(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown kernel backend {backend!r}; expected one of {BACKENDS}")
+
+
+def _resolve(backend: str, tensor: torch.Tensor, cuda: tuple[str, str], triton_name: str | None,
+             cuda_unsupported: str) -> str:
+    """Pick the concrete backend; `cuda_unsupported` says why the CUDA kernel cannot take the call ("" if it can)."""
+    _check_backend(backend)
+    if backend == "cuda" and cuda_unsupported:
+        raise ValueError(f"kernel backend='cuda' cannot run this call: {cuda_unsupported}")
+    if backend != "auto":
+        return backend
+    if tensor.is_cuda and not cuda_unsupported and _optional(*cuda)[0] is not None:
+        return "cuda"
+    if tensor.is_cuda and triton_name is not None and _optional("mambaseq.kernels.triton", triton_name)[0] is not None:
+        return "triton"
+    return "chunked"
+
+
+def _cuda_dtype_problem(tensor: torch.Tensor) -> str:
+    return "" if tensor.dtype in _CUDA_DTYPES else f"dtype {tensor.dtype} (supported: {_CUDA_DTYPES})"
+
+
+def selective_scan(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    delta_bias: torch.Tensor | None = None,
+    delta_softplus: bool = False,
+    initial_state: torch.Tensor | None = None,
+    return_final_state: bool = False,
+    *,
+    chunk_size: int = 64,
+    backend: str = "auto",
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Mamba-1 selective scan on the chosen backend; contract of `selective_scan_reference`.
+    mamba-ssm's `selective_scan_fn` cannot start from an `initial_state`, so such calls never auto-pick "cuda"."""
+    cuda_unsupported = ("initial_state is not supported by mamba_ssm selective_scan_fn"
+                        if initial_state is not None else _cuda_dtype_problem(u))
+    cuda = ("mamba_ssm.ops.selective_scan_interface", "selective_scan_fn")
+    chosen = _resolve(backend, u, cuda, "selective_scan_triton", cuda_unsupported)
+    args = (u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    if chosen == "reference":
+        return selective_scan_reference(*args, initial_state, return_final_state)
+    if chosen == "chunked":
+        return selective_scan_chunked(*args, initial_state, return_final_state, chunk_size=chunk_size)
+    if chosen == "triton":
+        return _require("mambaseq.kernels.triton", "selective_scan_triton", chosen)(
+            *args, initial_state, return_final_state)
+    scan = _require(*cuda, chosen)
+    return scan(u, delta, A.float(), B, C, None if D is None else D.float(), z,
+                None if delta_bias is None else delta_bias.float(), delta_softplus,
+                return_last_state=return_final_state)
+
+
+def ssd(
+    x: torch.Tensor,
+    dt: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    dt_bias: torch.Tensor | None = None,
+    dt_softplus: bool = False,
+    initial_state: torch.Tensor | None = None,
+    return_final_state: bool = False,
+    *,
+    chunk_size: int = 256,
+    dt_limit: tuple[float, float] = (0.0, math.inf),
+    backend: str = "auto",
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Mamba-2 SSD on the chosen backend; contract of `ssd_reference` (+ chunk_size for the chunked kernels)."""
+    cuda = ("mamba_ssm.ops.triton.ssd_combined", "mamba_chunk_scan_combined")
+    chosen = _resolve(backend, x, cuda, "ssd_triton", _cuda_dtype_problem(x))
+    args = (x, dt, A, B, C, D, z, dt_bias, dt_softplus, initial_state, return_final_state)
+    if chosen == "reference":
+        return ssd_reference(*args, dt_limit=dt_limit)
+    if chosen == "chunked":
+        return ssd_chunked(*args, chunk_size=chunk_size, dt_limit=dt_limit)
+    if chosen == "triton":
+        return _require("mambaseq.kernels.triton", "ssd_triton", chosen)(
+            *args, chunk_size=chunk_size, dt_limit=dt_limit)
+    combined = _require(*cuda, chosen)
+    return combined(x, dt, A, B, C, chunk_size, D=D, z=z, dt_bias=dt_bias, initial_states=initial_state,
+                    dt_softplus=dt_softplus, dt_limit=dt_limit, return_final_states=return_final_state)
+
+
+def causal_conv(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    activation: str | None = None,
+    initial_state: torch.Tensor | None = None,
+    return_final_state: bool = False,
+    *,
+    backend: str = "auto",
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Depthwise causal conv on the chosen backend; contract of `causal_conv1d.causal_conv1d`.
+    "cuda" is the causal-conv1d package (widths 2-4); every other backend runs the PyTorch implementation,
+    which is a handful of fused elementwise ops and needs no separate chunked or Triton variant."""
+    width = weight.shape[-1]
+    cuda_unsupported = (_cuda_dtype_problem(x) or
+                        ("" if 2 <= width <= _CUDA_CONV_MAX_WIDTH else f"width {width} (supported: 2-4)"))
+    cuda = ("causal_conv1d", "causal_conv1d_fn")
+    chosen = _resolve(backend, x, cuda, None, cuda_unsupported)
+    if chosen != "cuda":
+        return causal_conv1d_torch(x, weight, bias, activation, initial_state, return_final_state)
+    conv = _require(*cuda, chosen)
+    if initial_state is not None or return_final_state:
+        # causal-conv1d reads/writes states only for channel-last x: (batch, L, channels) memory, same shape.
+        x = x.transpose(1, 2).contiguous().transpose(1, 2)
+        if initial_state is not None:
+            initial_state = initial_state.to(x.dtype).transpose(1, 2).contiguous().transpose(1, 2)
+    return conv(x, weight.to(x.dtype), None if bias is None else bias.to(x.dtype),
+                initial_states=initial_state, return_final_states=return_final_state, activation=activation)

@@ -1,0 +1,8 @@
+"""Triton kernels (issue 8): the Mamba-1 selective scan, forward and backward, JIT-compiled at first use.
+
+Checked on CPU with `TRITON_INTERPRET=1` (tests/kernels_triton) and on CUDA against the fp64 reference.
+"""
+from .launch import ScanConfig
+from .selective_scan import selective_scan_triton
+
+__all__ = ["ScanConfig", "selective_scan_triton"]

@@ -1,0 +1,114 @@
+"""Tilings and launches of the selective-scan kernels.
+
+Each program of either kernel runs the whole sequence for its channels, so the number of programs
+(batch * d_inner / block_d) decides how much latency the GPU can hide; in tiling sweeps on an H100
+(scripts/bench_scan.py --tilings) one-channel programs were fastest for wide problems (b8 d1536: forward 0.54 ms vs
+0.69-0.81 ms for 4- to 16-channel tiles; forward + backward 3.1 ms vs 3.6-4.5 ms) and 4-channel, 64-step tiles for
+narrow ones (b1 d1024 L65536 forward: 2.7 ms vs 3.3-5.1 ms).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .scan_inputs import ScanInputs
+from .selective_scan_bwd import selective_scan_bwd_kernel
+from .selective_scan_fwd import selective_scan_fwd_kernel
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    """Programs of `block_d` channels x all states x `chunk` time steps (the register tile), `num_warps` warps.
+    block_d must divide the channels of a B/C group."""
+    block_d: int
+    chunk: int
+    num_warps: int
+
+
+WIDE_CONFIG = ScanConfig(1, 32, 1)
+NARROW_CONFIG = ScanConfig(4, 64, 2)
+WIDE_CHANNELS = 4096  # batch * d_inner from which one-channel programs win (H100)
+
+
+def default_config(inputs: ScanInputs, backward: bool) -> ScanConfig:
+    """One-channel programs for the backward and for wide forwards; 4-channel 64-step tiles for narrow forwards
+    (batch * d_inner < 4096), where fewer, wider programs pay off."""
+    batch, d_inner, _ = inputs.u.shape
+    if backward or batch * d_inner >= WIDE_CHANNELS or inputs.channels_per_group % NARROW_CONFIG.block_d:
+        return WIDE_CONFIG
+    return NARROW_CONFIG
+
+
+def forward(inputs: ScanInputs, delta_softplus: bool, config: ScanConfig, state_chunk: int | None
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """y (dtype of u), final state (fp32) and, when `state_chunk` is given, the states entering every
+    `state_chunk`-step chunk (batch, d_inner, n_chunks, d_state) fp32, for the backward kernel (the forward then
+    runs on the backward's chunks)."""
+    u = inputs.u
+    batch, d_inner, seqlen = u.shape
+    y = torch.empty(u.shape, device=u.device, dtype=u.dtype)
+    final_state = torch.empty(batch, d_inner, inputs.d_state, device=u.device, dtype=torch.float32)
+    chunk_states = None
+    if state_chunk is not None:
+        n_state_chunks = -(-seqlen // state_chunk)
+        chunk_states = torch.empty(batch, d_inner, n_state_chunks, inputs.d_state, device=u.device,
+                                   dtype=torch.float32)
+    z = inputs.z if inputs.z is not None else u
+    reset = inputs.reset
+    flags = dict(HAS_D=inputs.D is not None, HAS_Z=inputs.z is not None,
+                 HAS_DELTA_BIAS=inputs.delta_bias is not None, DELTA_SOFTPLUS=delta_softplus,
+                 HAS_RESET=reset is not None, HAS_INITIAL_STATE=inputs.initial_state is not None,
+                 STORE_CHUNK_STATES=state_chunk is not None, EVEN_N=inputs.block_n == inputs.d_state,
+                 BLOCK_D=config.block_d, BLOCK_N=inputs.block_n, num_warps=config.num_warps)
+    strides = (u.stride(0), u.stride(1), inputs.delta.stride(0), inputs.delta.stride(1), z.stride(0), z.stride(1),
+               y.stride(0), y.stride(1))
+    reset_stride = 0 if reset is None else reset.stride(0)
+    chunk = state_chunk or config.chunk
+    selective_scan_fwd_kernel[(d_inner // config.block_d, batch)](
+        u, inputs.delta, inputs.A, inputs.B, inputs.C, inputs.D, z, inputs.delta_bias, reset,
+        inputs.initial_state, y, final_state, chunk_states,
+        seqlen, d_inner, inputs.d_state, inputs.channels_per_group, -(-seqlen // chunk), *strides,
+        inputs.B.stride(0), inputs.B.stride(1), inputs.B.stride(2), reset_stride,
+        STORE_FINAL_STATE=True, EVEN_L=seqlen % chunk == 0, CHUNK=chunk, **flags)
+    return y, final_state, chunk_states
+
+
+def backward(inputs: ScanInputs, delta_softplus: bool, config: ScanConfig, chunk_states: torch.Tensor,
+             dy: torch.Tensor, dfinal_state: torch.Tensor | None) -> dict[str, torch.Tensor | None]:
+    """Gradients: du, ddelta, dz in the dtypes of u, delta, z; fp32 dA, dB, dC (kernel layout
+    (batch, groups, d_state, L)), dD, ddelta_bias, dinitial_state."""
+    u = inputs.u
+    batch, d_inner, seqlen = u.shape
+    dy = dy if dy.stride(-1) == 1 else dy.contiguous()
+    fp32 = dict(device=u.device, dtype=torch.float32)
+    grads = dict(
+        du=torch.empty(u.shape, device=u.device, dtype=u.dtype),
+        ddelta=torch.empty(u.shape, device=u.device, dtype=inputs.delta.dtype),
+        dz=None if inputs.z is None else torch.empty(u.shape, device=u.device, dtype=inputs.z.dtype),
+        dA=torch.zeros(d_inner, inputs.d_state, **fp32),
+        dB=torch.zeros(inputs.B.shape, **fp32),
+        dC=torch.zeros(inputs.C.shape, **fp32),
+        dD=None if inputs.D is None else torch.zeros(d_inner, **fp32),
+        ddelta_bias=None if inputs.delta_bias is None else torch.zeros(d_inner, **fp32),
+        dinitial_state=torch.empty(batch, d_inner, inputs.d_state, **fp32),
+    )
+    z = inputs.z if inputs.z is not None else u
+    reset = inputs.reset
+    dfinal_state = None if dfinal_state is None else dfinal_state.to(torch.float32).contiguous()
+    C_reversed = inputs.C.flip(-1).contiguous()  # the adjoint scan reads C back to front
+    selective_scan_bwd_kernel[(d_inner // config.block_d, batch)](
+        u, inputs.delta, inputs.A, inputs.B, inputs.C, C_reversed, inputs.D, z, inputs.delta_bias, reset, chunk_states,
+        dy, dfinal_state,
+        grads["du"], grads["ddelta"], grads["dz"], grads["dA"], grads["dB"], grads["dC"], grads["dD"],
+        grads["ddelta_bias"], grads["dinitial_state"],
+        seqlen, d_inner, inputs.d_state, inputs.channels_per_group, chunk_states.shape[2],
+        u.stride(0), u.stride(1), inputs.delta.stride(0), inputs.delta.stride(1),
+        z.stride(0), z.stride(1), dy.stride(0), dy.stride(1), grads["du"].stride(0), grads["du"].stride(1),
+        inputs.B.stride(0), inputs.B.stride(1), inputs.B.stride(2), 0 if reset is None else reset.stride(0),
+        HAS_D=inputs.D is not None, HAS_Z=inputs.z is not None, HAS_DELTA_BIAS=inputs.delta_bias is not None,
+        DELTA_SOFTPLUS=delta_softplus, HAS_RESET=reset is not None, HAS_DFINAL_STATE=dfinal_state is not None,
+        EVEN_L=seqlen % config.chunk == 0, EVEN_N=inputs.block_n == inputs.d_state,
+        BLOCK_D=config.block_d, BLOCK_N=inputs.block_n, CHUNK=config.chunk, num_warps=config.num_warps,
+    )
+    return grads

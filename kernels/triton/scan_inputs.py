@@ -1,0 +1,91 @@
+"""Argument checking and kernel-ready views of a Mamba-1 selective-scan call (shared by forward and backward)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+@dataclass
+class ScanInputs:
+    """u, delta, z contiguous along time; A, D, delta_bias, initial_state fp32; B/C as fp32
+    (batch, groups, d_state, L); reset int8 (batch, L) or None; `channels_per_group` = d_inner / groups."""
+    u: torch.Tensor
+    delta: torch.Tensor
+    A: torch.Tensor
+    B: torch.Tensor
+    C: torch.Tensor
+    D: torch.Tensor | None
+    z: torch.Tensor | None
+    delta_bias: torch.Tensor | None
+    reset: torch.Tensor | None
+    initial_state: torch.Tensor | None
+    channels_per_group: int
+
+    @property
+    def d_state(self) -> int:
+        return self.A.shape[1]
+
+    @property
+    def block_n(self) -> int:
+        """d_state rounded up to a power of two (>= 2), the register tile's state axis."""
+        return max(2, 1 << (self.d_state - 1).bit_length())
+
+
+def reset_mask_from_seq_idx(seq_idx: torch.Tensor) -> torch.Tensor:
+    """seq_idx: (batch, L) document index of every position -> int8 (batch, L), 1 where a new document starts
+    (seq_idx[t] != seq_idx[t - 1]); position 0 never resets, so an initial state feeds the first document."""
+    reset = torch.zeros(seq_idx.shape, dtype=torch.int8, device=seq_idx.device)
+    reset[:, 1:] = (seq_idx[:, 1:] != seq_idx[:, :-1]).to(torch.int8)
+    return reset
+
+
+def _time_contiguous(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor if tensor.stride(-1) == 1 else tensor.contiguous()
+
+
+def _check_shape(name: str, tensor: torch.Tensor | None, shape: tuple[int, ...]) -> None:
+    if tensor is not None and tuple(tensor.shape) != shape:
+        raise ValueError(f"selective_scan_triton: {name} has shape {tuple(tensor.shape)}, expected {shape}")
+
+
+def _fp32(tensor: torch.Tensor | None) -> torch.Tensor | None:
+    return None if tensor is None else tensor.to(torch.float32).contiguous()
+
+
+def prepare_inputs(u, delta, A, B, C, D, z, delta_bias, initial_state, seq_idx) -> ScanInputs:
+    """Validate shapes and dtypes (errors name the argument and the expected shape) and build the kernel views."""
+    if u.dim() != 3:
+        raise ValueError(f"selective_scan_triton: u must be (batch, d_inner, seqlen), got shape {tuple(u.shape)}")
+    if u.dtype not in SUPPORTED_DTYPES:
+        raise ValueError(f"selective_scan_triton: u has dtype {u.dtype}, supported: {SUPPORTED_DTYPES}")
+    if u.shape[-1] == 0:
+        raise ValueError("selective_scan_triton: empty sequence (seqlen 0)")
+    batch, d_inner, seqlen = u.shape
+    d_state = A.shape[-1]
+    for name, tensor, shape in (("delta", delta, (batch, d_inner, seqlen)), ("z", z, (batch, d_inner, seqlen)),
+                                ("A", A, (d_inner, d_state)), ("D", D, (d_inner,)),
+                                ("delta_bias", delta_bias, (d_inner,)),
+                                ("initial_state", initial_state, (batch, d_inner, d_state)),
+                                ("seq_idx", seq_idx, (batch, seqlen))):
+        _check_shape(name, tensor, shape)
+    matrices = []
+    for name, matrix in (("B", B), ("C", C)):
+        if matrix.dim() == 3:
+            matrix = matrix.unsqueeze(1)
+        if matrix.dim() != 4 or matrix.shape[0] != batch or matrix.shape[2:] != (d_state, seqlen):
+            raise ValueError(f"selective_scan_triton: {name} has shape {tuple(matrix.shape)}, expected "
+                             f"({batch}, {d_state}, {seqlen}) or ({batch}, groups, {d_state}, {seqlen})")
+        matrices.append(_fp32(matrix))
+    groups = matrices[0].shape[1]
+    if matrices[1].shape[1] != groups or d_inner % groups != 0:
+        raise ValueError(f"selective_scan_triton: B has {groups} groups and C {matrices[1].shape[1]}; both must "
+                         f"be equal and divide d_inner={d_inner}")
+    return ScanInputs(
+        u=_time_contiguous(u), delta=_time_contiguous(delta), A=_fp32(A), B=matrices[0], C=matrices[1],
+        D=_fp32(D), z=None if z is None else _time_contiguous(z), delta_bias=_fp32(delta_bias),
+        reset=None if seq_idx is None else reset_mask_from_seq_idx(seq_idx), initial_state=_fp32(initial_state),
+        channels_per_group=d_inner // groups,
+    )

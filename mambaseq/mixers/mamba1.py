@@ -1,0 +1,123 @@
+"""Mamba-1 mixer: in_proj → depthwise causal conv + SiLU → input-dependent (dt, B, C) → selective scan → SiLU gate
+→ out_proj. Parameter names and initialization are mamba-ssm's `Mamba`, so its checkpoints load unchanged."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from mambaseq.config import Mamba1Config
+from mambaseq.inference import SSMLayerCache
+from mambaseq.kernels import causal_conv1d, causal_conv1d_update, selective_scan, selective_state_update
+
+
+def inverse_softplus(x: torch.Tensor) -> torch.Tensor:
+    """`y` with `softplus(y) == x` for `x > 0`, stable for small `x`."""
+    return x + torch.log(-torch.expm1(-x))
+
+
+def sample_dt(count: int, dt_min: float, dt_max: float, dt_init_floor: float) -> torch.Tensor:
+    """`count` step sizes log-uniform in [dt_min, dt_max], floored at `dt_init_floor`: (count,) fp32."""
+    log_dt = torch.rand(count) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
+    return torch.exp(log_dt).clamp(min=dt_init_floor)
+
+
+class Mamba1Mixer(nn.Module):
+    """Selective SSM block of Mamba-1. hidden: (b, L, d_model) -> (b, L, d_model)."""
+
+    def __init__(self, d_model: int, config: Mamba1Config, kernel_backend: str = "auto") -> None:
+        super().__init__()
+        self.config = config
+        self.kernel_backend = kernel_backend
+        self.d_model = d_model
+        self.d_inner = config.expand * d_model
+        self.d_state = config.d_state
+        self.d_conv = config.d_conv
+        self.dt_rank = config.resolved_dt_rank(d_model)
+
+        self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=config.bias)
+        self.conv1d = nn.Conv1d(self.d_inner, self.d_inner, kernel_size=config.d_conv, groups=self.d_inner,
+                                padding=config.d_conv - 1, bias=config.conv_bias)
+        self.x_proj = nn.Linear(self.d_inner, self.dt_rank + 2 * config.d_state, bias=False)
+        self.dt_proj = nn.Linear(self.dt_rank, self.d_inner, bias=True)
+        self.A_log = nn.Parameter(torch.empty(self.d_inner, config.d_state))
+        self.D = nn.Parameter(torch.empty(self.d_inner))
+        self.out_proj = nn.Linear(self.d_inner, d_model, bias=config.bias)
+        self.reset_ssm_parameters()
+
+    @torch.no_grad()
+    def reset_ssm_parameters(self) -> None:
+        """Mamba's init: dt_proj weight U(±dt_rank^-0.5 * dt_scale) (or constant), softplus(dt_proj.bias) log-uniform
+        in [dt_min, dt_max]; S4D-real `A = -(1..d_state)`; `D = 1`. A_log and D carry `_no_weight_decay`, and
+        dt_proj.bias `_no_reinit` so that the backbone's bias zeroing leaves it alone."""
+        config = self.config
+        dt_init_std = self.dt_rank**-0.5 * config.dt_scale
+        if config.dt_init == "constant":
+            nn.init.constant_(self.dt_proj.weight, dt_init_std)
+        else:
+            nn.init.uniform_(self.dt_proj.weight, -dt_init_std, dt_init_std)
+        dt = sample_dt(self.d_inner, config.dt_min, config.dt_max, config.dt_init_floor)
+        self.dt_proj.bias.copy_(inverse_softplus(dt))
+        self.dt_proj.bias._no_reinit = True
+        state_index = torch.arange(1, self.d_state + 1, dtype=torch.float32)
+        self.A_log.copy_(torch.log(state_index).expand(self.d_inner, -1))
+        self.D.fill_(1.0)
+        self.A_log._no_weight_decay = True
+        self.D._no_weight_decay = True
+
+    def allocate_cache(self, batch: int, dtype: torch.dtype, device: torch.device | str) -> SSMLayerCache:
+        return SSMLayerCache(
+            conv_state=torch.zeros(batch, self.d_inner, self.d_conv - 1, dtype=dtype, device=device),
+            ssm_state=torch.zeros(batch, self.d_inner, self.d_state, dtype=torch.float32, device=device),
+        )
+
+    def forward(self, hidden: torch.Tensor, cache: SSMLayerCache | None = None) -> torch.Tensor:
+        """Parallel pass over `hidden: (b, L, d_model)`; with `cache`, starts from its states and leaves the final
+        states in it (prompt prefill, or continuing a prefix chunk by chunk)."""
+        if cache is None:
+            return self._mix(hidden, None, return_final_states=False)[0]
+        out, (conv_state, ssm_state) = self._mix(hidden, (cache.conv_state, cache.ssm_state), return_final_states=True)
+        cache.conv_state.copy_(conv_state)
+        cache.ssm_state.copy_(ssm_state)
+        return out
+
+    def forward_with_states(
+        self, hidden: torch.Tensor, initial_states: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """Differentiable in the states: `(out, (conv_state, ssm_state))` from `initial_states` (None = zeros), states
+        shaped as in `SSMLayerCache`. For training on sequences cut into chunks that carry states."""
+        return self._mix(hidden, initial_states, return_final_states=True)
+
+    def _mix(
+        self, hidden: torch.Tensor, initial_states: tuple[torch.Tensor, torch.Tensor] | None, return_final_states: bool
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+        conv_initial, ssm_initial = initial_states if initial_states is not None else (None, None)
+        x, z = self.in_proj(hidden).transpose(1, 2).chunk(2, dim=1)  # (b, d_inner, L) each
+        conv_out = causal_conv1d(x, self.conv1d.weight.squeeze(1), self.conv1d.bias, activation="silu",
+                                 initial_state=conv_initial, return_final_state=return_final_states,
+                                 backend=self.kernel_backend)
+        x, conv_final = conv_out if return_final_states else (conv_out, None)
+        dt, B, C = self.x_proj(x.transpose(1, 2)).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
+        dt = (dt @ self.dt_proj.weight.t()).transpose(1, 2)  # (b, d_inner, L); bias is added inside the scan
+        scan_out = selective_scan(
+            x, dt, self._A(), B.transpose(1, 2), C.transpose(1, 2), D=self.D.float(), z=z,
+            delta_bias=self.dt_proj.bias.float(), delta_softplus=True, initial_state=ssm_initial,
+            return_final_state=return_final_states, backend=self.kernel_backend,
+        )
+        y, ssm_final = scan_out if return_final_states else (scan_out, None)
+        out = self.out_proj(y.transpose(1, 2))
+        return out, ((conv_final, ssm_final) if return_final_states else None)
+
+    def step(self, hidden: torch.Tensor, cache: SSMLayerCache) -> torch.Tensor:
+        """One recurrent step: `hidden: (b, 1, d_model) -> (b, 1, d_model)`, states in `cache` updated in place."""
+        x, z = self.in_proj(hidden[:, 0]).chunk(2, dim=-1)  # (b, d_inner) each
+        x = causal_conv1d_update(x, cache.conv_state, self.conv1d.weight.squeeze(1), self.conv1d.bias, "silu")
+        dt, B, C = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
+        dt = dt @ self.dt_proj.weight.t()
+        y = selective_state_update(cache.ssm_state, x, dt, self._A(), B, C, D=self.D.float(), z=z,
+                                   dt_bias=self.dt_proj.bias.float(), dt_softplus=True)
+        return self.out_proj(y).unsqueeze(1)
+
+    def _A(self) -> torch.Tensor:
+        return -torch.exp(self.A_log.float())  # (d_inner, d_state)

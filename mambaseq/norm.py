@@ -1,0 +1,79 @@
+"""Normalization layers: RMSNorm, the gated group RMSNorm of Mamba-2, and the fused-style residual add + norm."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class RMSNorm(nn.Module):
+    """`y = x / sqrt(mean(x^2) + eps) * weight`, computed in fp32 and returned in the input dtype.
+
+    x: (..., d_model) -> (..., d_model)
+    """
+
+    def __init__(self, d_model: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d_model))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x_float = x.float()
+        normed = x_float * torch.rsqrt(x_float.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (normed * self.weight.float()).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.shape[0]}, eps={self.eps}"
+
+
+class GatedRMSNorm(nn.Module):
+    """RMSNorm over groups of `group_size` channels, gated by `silu(z)` (Mamba-2's output norm).
+
+    With `norm_before_gate=False` (Mamba-2's default) the gate multiplies before normalizing:
+    `y = rmsnorm_groups(x * silu(z)) * weight`; otherwise `y = rmsnorm_groups(x) * weight * silu(z)`.
+    x, z: (..., d_inner) -> (..., d_inner), `d_inner` a multiple of `group_size`.
+    """
+
+    def __init__(self, d_inner: int, group_size: int, eps: float = 1e-5, norm_before_gate: bool = False) -> None:
+        super().__init__()
+        if d_inner % group_size:
+            raise ValueError(f"GatedRMSNorm: d_inner={d_inner} is not a multiple of group_size={group_size}")
+        self.eps = eps
+        self.group_size = group_size
+        self.norm_before_gate = norm_before_gate
+        self.weight = nn.Parameter(torch.ones(d_inner))
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        out = x.float()
+        if z is not None and not self.norm_before_gate:
+            out = out * F.silu(z.float())
+        groups = out.unflatten(-1, (-1, self.group_size))
+        groups = groups * torch.rsqrt(groups.pow(2).mean(-1, keepdim=True) + self.eps)
+        out = groups.flatten(-2) * self.weight.float()
+        if z is not None and self.norm_before_gate:
+            out = out * F.silu(z.float())
+        return out.to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return (f"{self.weight.shape[0]}, group_size={self.group_size}, eps={self.eps}, "
+                f"norm_before_gate={self.norm_before_gate}")
+
+
+def make_norm(d_model: int, eps: float, rms_norm: bool) -> nn.Module:
+    """RMSNorm, or `nn.LayerNorm` (weight and bias) when `rms_norm` is False, as mamba-ssm's `rms_norm` flag."""
+    return RMSNorm(d_model, eps=eps) if rms_norm else nn.LayerNorm(d_model, eps=eps)
+
+
+def add_rms_norm(
+    hidden: torch.Tensor, residual: torch.Tensor | None, norm: nn.Module, residual_in_fp32: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Residual add then norm, mamba-ssm's "Add -> Norm" block order.
+
+    hidden: (b, L, d_model) output of the previous sublayer; residual: (b, L, d_model) stream so far, or None for the
+    first layer. Returns `(norm(residual_new), residual_new)`; the residual is kept in fp32 when `residual_in_fp32`.
+    """
+    residual = hidden if residual is None else residual + hidden
+    normed = norm(residual.to(norm.weight.dtype))
+    if residual_in_fp32:
+        residual = residual.float()
+    return normed, residual

@@ -1,0 +1,1 @@
+"""Training tasks: the shared `SequenceTask` + CLI (`base.py`, `cli.py`) and one subpackage per modality."""

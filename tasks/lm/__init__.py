@@ -1,0 +1,1 @@
+"""Causal language modeling: `LanguageModelTask`, `LMDataModule`, and `mambaseq prepare` (tokenize to memmap shards)."""

@@ -1,0 +1,93 @@
+"""Resumable loader and sampler: seeded order, rank sharding, mid-epoch state round trip; atomic checkpoint writes."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.data import Dataset
+
+from mambaseq.tasks import callbacks
+from mambaseq.tasks.data import ResumableDataLoader, ResumableSampler
+
+
+class Numbers(Dataset):
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int) -> int:
+        return index
+
+
+def _epoch(loader):
+    return [batch.tolist() for batch in loader]
+
+
+def test_sampler_is_a_seeded_permutation_per_epoch():
+    sampler = ResumableSampler(50, shuffle=True, seed=3)
+    first = list(sampler)
+    assert sorted(first) == list(range(50)) and first != list(range(50))
+    assert list(sampler) == first
+    sampler.set_epoch(1)
+    assert list(sampler) != first
+    assert list(ResumableSampler(50, shuffle=False)) == list(range(50))
+
+
+def test_ranks_partition_the_epoch():
+    shares = [list(ResumableSampler(23, shuffle=True, seed=0, rank=r, world_size=3)) for r in range(3)]
+    assert all(len(share) == 23 // 3 for share in shares)
+    flat = [i for share in shares for i in share]
+    assert len(set(flat)) == len(flat)
+
+
+def test_loader_state_resumes_mid_epoch():
+    reference = ResumableDataLoader(Numbers(40), batch_size=4, shuffle=True, seed=1)
+    reference.resumable_sampler.set_epoch(2)
+    full = _epoch(reference)
+
+    interrupted = ResumableDataLoader(Numbers(40), batch_size=4, shuffle=True, seed=1)
+    interrupted.resumable_sampler.set_epoch(2)
+    iterator = iter(interrupted)
+    head = [next(iterator).tolist() for _ in range(3)]
+    state = interrupted.state_dict()
+    assert state == {"epoch": 2, "samples_consumed": 12, "seed": 1, "num_samples": 40}
+
+    resumed = ResumableDataLoader(Numbers(40), batch_size=4, shuffle=True, seed=1)
+    resumed.load_state_dict(state)
+    assert len(resumed) == 10  # the full epoch: Lightning counts the finished batches itself
+    tail = _epoch(resumed)
+    assert head + tail == full
+    assert resumed.state_dict()["samples_consumed"] == 0  # the epoch is finished
+    resumed.resumable_sampler.set_epoch(3)
+    assert len(_epoch(resumed)) == 10  # the next epoch starts from its beginning
+
+
+def test_loader_state_from_other_data_is_rejected():
+    loader = ResumableDataLoader(Numbers(40), batch_size=4, shuffle=True, seed=1)
+    with pytest.raises(ValueError, match="40 samples"):
+        ResumableDataLoader(Numbers(41), batch_size=4, shuffle=True, seed=1).load_state_dict(loader.state_dict())
+
+
+def test_empty_or_too_small_data_is_an_error():
+    with pytest.raises(ValueError, match="empty"):
+        ResumableDataLoader(Numbers(0), batch_size=4, shuffle=True)
+    with pytest.raises(ValueError, match="do not fill one batch"):
+        ResumableDataLoader(Numbers(3), batch_size=4, shuffle=True)
+
+
+def test_atomic_save_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch):
+    path = tmp_path / "last.ckpt"
+    callbacks.atomic_torch_save({"step": 1}, path)
+    assert torch.load(path) == {"step": 1}
+
+    def failing_save(obj, file):
+        file.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(callbacks.torch, "save", failing_save)
+    with pytest.raises(OSError, match="disk full"):
+        callbacks.atomic_torch_save({"step": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path) == {"step": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
