@@ -50,13 +50,16 @@ class SequenceTask(pl.LightningModule):
 
     Config dataclass arguments take a dataclass instance as default (`lm: LMConfig = LMConfig()`), not
     `X | None = None`: jsonargparse 4.53 fails to re-validate Optional dataclasses holding a union field
-    (`BackboneConfig.mixer`) when the task is instantiated. Each instance copies its config.
+    (`BackboneConfig.mixer`) when the task is instantiated. Each instance copies its config; dicts (as
+    `load_from_checkpoint` passes saved hparams) and None (= default) are accepted too.
     """
 
     reports_token_nll: ClassVar[bool] = True
 
     def __init__(self, optimizer: OptimizerConfig = OptimizerConfig()) -> None:
         super().__init__()
+        if optimizer is None:
+            optimizer = OptimizerConfig()
         self.optimizer_config = OptimizerConfig(**(optimizer if isinstance(optimizer, dict) else asdict(optimizer)))
         self._eval_sums: dict[str, torch.Tensor] = {}
         self._last_batch_end: float | None = None

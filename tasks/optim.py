@@ -48,7 +48,8 @@ class OptimizerConfig:
         }
         for name, ok in checks.items():
             if not ok:
-                raise ValueError(f"OptimizerConfig.{name}={getattr(self, name)!r} is invalid: expected {expected[name]}")
+                raise ValueError(f"OptimizerConfig.{name}={getattr(self, name)!r} is invalid: "
+                                 f"expected {expected[name]}")
 
     def resolved_warmup_steps(self, total_steps: int) -> int:
         if self.warmup_steps is not None:

@@ -1,4 +1,8 @@
-"""Shared pytest helpers: the `requires_cuda` skip marker and fixed-seed fixtures."""
+"""Shared pytest helpers: the `requires_cuda` skip marker, fixed-seed fixtures, one intra-op thread.
+
+The suite runs one pytest worker per core (`-n auto` style); tiny models are fastest with one intra-op thread each,
+and several threads per worker on a 2-core machine slow them down many times over.
+"""
 from __future__ import annotations
 
 import random
@@ -8,6 +12,9 @@ import pytest
 import torch
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+if not torch.cuda.is_available():
+    torch.set_num_threads(1)
 
 
 @pytest.fixture

@@ -98,7 +98,7 @@ class ShardWriter:
         tokens = np.concatenate(self.parts)
         name = shard_name(self.index)
         atomic_write_bytes(self.folder / name, tokens.astype(np.dtype(self.manifest.dtype).newbyteorder("<")).tobytes())
-        first = self.manifest.shards[-1].first_document + self.manifest.shards[-1].documents if self.manifest.shards else 0
+        first = sum(shard.documents for shard in self.manifest.shards)
         self.manifest.shards.append(ShardRecord(name, first, self.documents, len(tokens), int(tokens.max())))
         write_manifest(self.folder, self.manifest)
         self.index, self.parts, self.documents = None, [], 0
@@ -116,10 +116,11 @@ def prepare(*, output: Path, documents: Iterator[str], sources: list[str], token
     if (output / MANIFEST_NAME).exists():
         manifest = read_manifest(output)
         if differences := manifest.mismatches(requested):
-            details = ", ".join(f"{k}: folder has {old!r}, command asks {new!r}" for k, (old, new) in differences.items())
+            details = ", ".join(f"{key}: folder has {old!r}, command asks {new!r}"
+                                for key, (old, new) in differences.items())
             raise ValueError(f"{output}: already prepared with other settings ({details}); use a new --output")
         if manifest.complete:
-            print(f"{output}: complete ({len(manifest.shards)} shards, {manifest.total_tokens:,} tokens); nothing to do")
+            print(f"{output}: complete ({len(manifest.shards)} shards, {manifest.total_tokens:,} tokens), nothing to do")
             return manifest
     skip = len(manifest.shards)
     done_documents = sum(shard.documents for shard in manifest.shards)
@@ -155,7 +156,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mambaseq prepare", description=__doc__.split("\n\n")[0])
     parser.add_argument("inputs", nargs="*", help=f"local files or globs ({', '.join(DOCUMENT_SUFFIXES)})")
     parser.add_argument("--output", required=True, type=Path, help="folder for shards + manifest.json")
-    parser.add_argument("--tokenizer", default="gpt-neox-20b", help='"gpt-neox-20b" (bundled), "bytes", a tokenizer.json or folder, or a hub id')
+    parser.add_argument("--tokenizer", default="gpt-neox-20b",
+                        help='"gpt-neox-20b" (bundled), "bytes", a tokenizer.json or folder, or a hub id')
     parser.add_argument("--text-field", default="text", help="JSON/parquet/dataset field holding the text")
     parser.add_argument("--documents-per-shard", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=max(1, multiprocessing.cpu_count() - 1),

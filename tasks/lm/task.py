@@ -25,9 +25,9 @@ class LanguageModelTask(SequenceTask):
     `-100` where no loss is taken."""
 
     def __init__(self, lm: LMConfig = LMConfig(), optimizer: OptimizerConfig = OptimizerConfig()) -> None:
-        """`lm` and `optimizer` may also be given as dicts (as `load_from_checkpoint` passes the saved hparams)."""
+        """`lm` and `optimizer` may also be dicts (as `load_from_checkpoint` passes the saved hparams) or None."""
         super().__init__(optimizer)
-        self.lm_config = LMConfig.from_dict(lm if isinstance(lm, dict) else lm.to_dict())
+        self.lm_config = LMConfig.from_dict(lm if isinstance(lm, dict) else (lm or LMConfig()).to_dict())
         self.model = MambaLM(self.lm_config)
         self.unigram_baseline: float | None = None
         self.save_hyperparameters({"lm": self.lm_config.to_dict(), **self.plain_hparams()})

@@ -1,11 +1,15 @@
-"""Resumable loader and sampler: seeded order, rank sharding, mid-epoch state round trip; atomic checkpoint writes."""
+"""Resumable loader and sampler (seeded order, rank sharding, mid-epoch state), atomic writes, RNG state round trip."""
 from __future__ import annotations
 
+import random
+
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import Dataset
 
 from mambaseq.tasks import callbacks
+from mambaseq.tasks.base import capture_rng_state, restore_rng_state
 from mambaseq.tasks.data import ResumableDataLoader, ResumableSampler
 
 
@@ -91,3 +95,12 @@ def test_atomic_save_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch
     monkeypatch.undo()
     assert torch.load(path) == {"step": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_rng_state_round_trip_is_weights_only_safe(tmp_path):
+    state = capture_rng_state()
+    torch.save(state, tmp_path / "rng.pt")
+    first = (random.random(), np.random.rand(), torch.rand(3))
+    restore_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True))
+    again = (random.random(), np.random.rand(), torch.rand(3))
+    assert first[0] == again[0] and first[1] == again[1] and torch.equal(first[2], again[2])

@@ -1,4 +1,4 @@
-"""LMDataModule: local files, prepared folders, Hugging Face (local builder files), holdout, errors, streaming resume."""
+"""LMDataModule: local files, prepared folders, HF datasets (local builder files), holdout, errors, stream resume."""
 from __future__ import annotations
 
 import gzip

@@ -95,3 +95,17 @@ def test_token_ids_beyond_the_model_vocabulary_fail_before_training(corpus):
                          enable_progress_bar=False)
     with pytest.raises(ValueError, match="token id 256.*vocab_size=200"):
         trainer.fit(task, datamodule=data)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_bf16_mixed_training_keeps_fp32_parameters(corpus):
+    task = LanguageModelTask({"backbone": {"d_model": 64, "n_layer": 2}, "vocab_size": 257})
+    data = LMDataModule(train=[str(corpus)], val=[str(corpus)], tokenizer="bytes", seq_len=64, batch_size=4)
+    trainer = pl.Trainer(accelerator="gpu", devices=1, precision="bf16-mixed", max_steps=3, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, limit_val_batches=2,
+                         use_distributed_sampler=False)
+    trainer.fit(task, datamodule=data)
+    assert all(parameter.dtype == torch.float32 for parameter in task.parameters())
+    assert torch.isfinite(trainer.callback_metrics["val/loss"])
+    assert float(trainer.callback_metrics["train/peak_mem_gib"]) > 0
