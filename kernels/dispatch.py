@@ -12,6 +12,7 @@ import torch
 from .causal_conv1d import causal_conv1d as causal_conv1d_torch
 from .selective_scan_chunked import selective_scan_chunked
 from .selective_scan_reference import selective_scan_reference
+from .selective_scan_stateful import selective_scan_from_zero_state_kernel
 from .ssd_chunked import ssd_chunked
 from .ssd_reference import ssd_reference
 
@@ -60,6 +61,14 @@ def _cuda_dtype_problem(tensor: torch.Tensor) -> str:
     return "" if tensor.dtype in _CUDA_DTYPES else f"dtype {tensor.dtype} (supported: {_CUDA_DTYPES})"
 
 
+def _needs_state_positions(u: torch.Tensor, *inputs: torch.Tensor | None, initial_state: torch.Tensor | None,
+                           return_final_state: bool) -> bool:
+    """Whether `selective_scan_fn` must run through `selective_scan_from_zero_state_kernel`: it cannot start from an
+    initial state, and it returns the final state without backpropagating through it."""
+    tracks_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (u, *inputs))
+    return initial_state is not None or (return_final_state and tracks_grad)
+
+
 def selective_scan(
     u: torch.Tensor,
     delta: torch.Tensor,
@@ -77,9 +86,13 @@ def selective_scan(
     backend: str = "auto",
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Mamba-1 selective scan on the chosen backend; contract of `selective_scan_reference`.
-    mamba-ssm's `selective_scan_fn` cannot start from an `initial_state`, so such calls never auto-pick "cuda"."""
-    cuda_unsupported = ("initial_state is not supported by mamba_ssm selective_scan_fn"
-                        if initial_state is not None else _cuda_dtype_problem(u))
+    mamba-ssm's `selective_scan_fn` has no initial state and drops the final state's gradient; calls that need
+    either run it through `selective_scan_from_zero_state_kernel` (fp32, `2 * d_state` extra positions)."""
+    state_positions = _needs_state_positions(u, delta, A, B, C, D, z, delta_bias, initial_state=initial_state,
+                                             return_final_state=return_final_state)
+    cuda_unsupported = _cuda_dtype_problem(u)
+    if state_positions and B.dim() != 3:
+        cuda_unsupported = "grouped B/C with an initial state or a differentiable final state"
     cuda = ("mamba_ssm.ops.selective_scan_interface", "selective_scan_fn")
     chosen = _resolve(backend, u, cuda, "selective_scan_triton", cuda_unsupported)
     args = (u, delta, A, B, C, D, z, delta_bias, delta_softplus)
@@ -91,6 +104,9 @@ def selective_scan(
         return _require("mambaseq.kernels.triton", "selective_scan_triton", chosen)(
             *args, initial_state, return_final_state)
     scan = _require(*cuda, chosen)
+    if state_positions:
+        y, final_state = selective_scan_from_zero_state_kernel(scan, *args, initial_state)
+        return (y, final_state) if return_final_state else y
     return scan(u, delta, A.float(), B, C, None if D is None else D.float(), z,
                 None if delta_bias is None else delta_bias.float(), delta_softplus,
                 return_last_state=return_final_state)

@@ -5,6 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mambaseq.precision import at_least_fp32
+
 
 class RMSNorm(nn.Module):
     """`y = x / sqrt(mean(x^2) + eps) * weight`, computed in fp32 and returned in the input dtype.
@@ -18,9 +20,9 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(d_model))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x_float = x.float()
+        x_float = at_least_fp32(x)
         normed = x_float * torch.rsqrt(x_float.pow(2).mean(-1, keepdim=True) + self.eps)
-        return (normed * self.weight.float()).to(x.dtype)
+        return (normed * at_least_fp32(self.weight)).to(x.dtype)
 
     def extra_repr(self) -> str:
         return f"{self.weight.shape[0]}, eps={self.eps}"
@@ -44,14 +46,14 @@ class GatedRMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(d_inner))
 
     def forward(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
-        out = x.float()
+        out = at_least_fp32(x)
         if z is not None and not self.norm_before_gate:
-            out = out * F.silu(z.float())
+            out = out * F.silu(at_least_fp32(z))
         groups = out.unflatten(-1, (-1, self.group_size))
         groups = groups * torch.rsqrt(groups.pow(2).mean(-1, keepdim=True) + self.eps)
-        out = groups.flatten(-2) * self.weight.float()
+        out = groups.flatten(-2) * at_least_fp32(self.weight)
         if z is not None and self.norm_before_gate:
-            out = out * F.silu(z.float())
+            out = out * F.silu(at_least_fp32(z))
         return out.to(x.dtype)
 
     def extra_repr(self) -> str:
@@ -75,5 +77,5 @@ def add_rms_norm(
     residual = hidden if residual is None else residual + hidden
     normed = norm(residual.to(norm.weight.dtype))
     if residual_in_fp32:
-        residual = residual.float()
+        residual = at_least_fp32(residual)
     return normed, residual

@@ -1,4 +1,4 @@
-"""Shared pytest helpers: the `requires_cuda` skip marker, fixed-seed fixtures, one intra-op thread.
+"""Shared pytest set-up: `gpu`-marked tests skip without CUDA, fixed-seed fixtures, one intra-op thread.
 
 The suite runs one pytest worker per core (`-n auto` style); tiny models are fastest with one intra-op thread each,
 and several threads per worker on a 2-core machine slow them down many times over.
@@ -11,10 +11,18 @@ import zlib
 import pytest
 import torch
 
-requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-
 if not torch.cuda.is_available():
     torch.set_num_threads(1)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `gpu` skip on machines without CUDA (CI); they run on the device."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture

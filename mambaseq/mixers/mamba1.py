@@ -10,6 +10,7 @@ from torch import nn
 from mambaseq.config import Mamba1Config
 from mambaseq.inference import SSMLayerCache
 from mambaseq.kernels import causal_conv1d, causal_conv1d_update, selective_scan, selective_state_update
+from mambaseq.precision import at_least_fp32
 
 
 def inverse_softplus(x: torch.Tensor) -> torch.Tensor:
@@ -101,8 +102,8 @@ class Mamba1Mixer(nn.Module):
         dt, B, C = self.x_proj(x.transpose(1, 2)).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         dt = (dt @ self.dt_proj.weight.t()).transpose(1, 2)  # (b, d_inner, L); bias is added inside the scan
         scan_out = selective_scan(
-            x, dt, self._A(), B.transpose(1, 2), C.transpose(1, 2), D=self.D.float(), z=z,
-            delta_bias=self.dt_proj.bias.float(), delta_softplus=True, initial_state=ssm_initial,
+            x, dt, self._A(), B.transpose(1, 2), C.transpose(1, 2), D=at_least_fp32(self.D), z=z,
+            delta_bias=at_least_fp32(self.dt_proj.bias), delta_softplus=True, initial_state=ssm_initial,
             return_final_state=return_final_states, backend=self.kernel_backend,
         )
         y, ssm_final = scan_out if return_final_states else (scan_out, None)
@@ -115,9 +116,9 @@ class Mamba1Mixer(nn.Module):
         x = causal_conv1d_update(x, cache.conv_state, self.conv1d.weight.squeeze(1), self.conv1d.bias, "silu")
         dt, B, C = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         dt = dt @ self.dt_proj.weight.t()
-        y = selective_state_update(cache.ssm_state, x, dt, self._A(), B, C, D=self.D.float(), z=z,
-                                   dt_bias=self.dt_proj.bias.float(), dt_softplus=True)
+        y = selective_state_update(cache.ssm_state, x, dt, self._A(), B, C, D=at_least_fp32(self.D), z=z,
+                                   dt_bias=at_least_fp32(self.dt_proj.bias), dt_softplus=True)
         return self.out_proj(y).unsqueeze(1)
 
     def _A(self) -> torch.Tensor:
-        return -torch.exp(self.A_log.float())  # (d_inner, d_state)
+        return -torch.exp(at_least_fp32(self.A_log))  # (d_inner, d_state)

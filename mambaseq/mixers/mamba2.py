@@ -13,6 +13,7 @@ from mambaseq.inference import SSMLayerCache
 from mambaseq.kernels import causal_conv1d, causal_conv1d_update, ssd, ssd_state_update
 from mambaseq.mixers.mamba1 import inverse_softplus, sample_dt
 from mambaseq.norm import GatedRMSNorm
+from mambaseq.precision import at_least_fp32
 
 
 class Mamba2Mixer(nn.Module):
@@ -124,8 +125,8 @@ class Mamba2Mixer(nn.Module):
         that the parallel pass and the recurrent step clamp alike."""
         low, high = self.config.dt_limit
         if low == 0.0 and math.isinf(high):
-            return dt, self.dt_bias.float(), True
-        return F.softplus(dt.float() + self.dt_bias.float()).clamp(low, high), None, False
+            return dt, at_least_fp32(self.dt_bias), True
+        return F.softplus(at_least_fp32(dt) + at_least_fp32(self.dt_bias)).clamp(low, high), None, False
 
     def _gate(self, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """Gated RMSNorm of the SSD output, or a plain SiLU gate when `rmsnorm` is off. y, z: (..., d_inner)."""
@@ -134,8 +135,8 @@ class Mamba2Mixer(nn.Module):
         return y * F.silu(z)
 
     def _A(self) -> torch.Tensor:
-        return -torch.exp(self.A_log.float())  # (nheads,)
+        return -torch.exp(at_least_fp32(self.A_log))  # (nheads,)
 
     def _D(self) -> torch.Tensor:
-        D = self.D.float()
+        D = at_least_fp32(self.D)
         return D.reshape(self.nheads, self.headdim) if self.config.D_has_hdim else D

@@ -14,7 +14,8 @@ from tqdm.auto import tqdm
 
 from mambaseq.config import LMConfig
 from mambaseq.lm import MambaLM
-from mambaseq.long_sequence import at_least_fp32, lm_chunk_logits, lm_loss_backward
+from mambaseq.long_sequence import lm_chunk_logits, lm_loss_backward
+from mambaseq.precision import at_least_fp32
 from mambaseq.tasks.optim import build_adamw, build_warmup_cosine
 from mambaseq.tasks.scaling.config import ScalingConfig, SeqLenWarmupConfig
 from mambaseq.tasks.scaling.measure import PeakMemory, StepTimer

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from mambaseq.long_sequence import at_least_fp32
+from mambaseq.precision import at_least_fp32
 from mambaseq.tasks.synthetic.induction_heads import IGNORE_INDEX
 
 

@@ -7,7 +7,6 @@ import importlib
 import pytest
 import torch
 
-from conftest import requires_cuda
 from kernel_inputs import cast, max_relative_error, scan_inputs, ssd_inputs
 from mambaseq.kernels import (
     BACKENDS,
@@ -74,8 +73,8 @@ def test_missing_optional_backend_is_a_clear_error(generator, monkeypatch):
 
 
 def test_cuda_backend_refuses_what_its_kernel_cannot_do(generator):
-    scan = cast(scan_inputs(1, 2, 2, 3, generator), torch.float32)
-    with pytest.raises(ValueError, match="initial_state is not supported by mamba_ssm selective_scan_fn"):
+    scan = scan_inputs(1, 2, 2, 3, generator)
+    with pytest.raises(ValueError, match="dtype torch.float64"):
         selective_scan(**scan, backend="cuda")
     x, weight, bias, _ = _conv_arguments(generator, dtype=torch.float32)
     with pytest.raises(ValueError, match=r"width 5 \(supported: 2-4\)"):
@@ -114,7 +113,6 @@ _GPU_KERNELS = {
 
 
 @pytest.mark.gpu
-@requires_cuda
 @pytest.mark.parametrize("backend", ["auto", "chunked", "triton", "cuda"])
 def test_gpu_backends_match_the_fp64_references(generator, backend):
     """fp32 on the GPU vs the fp64 CPU reference, relative 1e-3 (GPU kernels reorder sums and use fast exp)."""
@@ -142,3 +140,30 @@ def test_gpu_backends_match_the_fp64_references(generator, backend):
                              history.to("cuda", torch.float32), True, backend=backend)
     expected, expected_final = causal_conv(x, weight, bias, "silu", history, True, backend="reference")
     assert max_relative_error(out.cpu(), expected) < 1e-3 and max_relative_error(final.cpu(), expected_final) < 1e-6
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["auto", "triton", "cuda"])
+def test_gpu_scan_from_an_initial_state_with_gradients(generator, backend):
+    """The stateful scan on CUDA (mamba-ssm's kernel with state positions, or Triton) vs the fp64 reference:
+    outputs, final state and the gradients of a random objective through both, relative 1e-3 in fp32."""
+    missing = [f"{module}.{name}" for module, name in _GPU_KERNELS.get(backend, [])[:1]
+               if dispatch._optional(module, name)[0] is None]
+    if missing:
+        pytest.skip(f"not importable: {missing}")
+    scan = scan_inputs(2, 16, 8, 100, generator, with_initial_state=True)
+    leaves = {k: v.requires_grad_() for k, v in scan.items() if isinstance(v, torch.Tensor)}
+    on_gpu = {k: v.detach().to("cuda", torch.float32).requires_grad_() if k in leaves else v for k, v in scan.items()}
+    weights_y = torch.randn(scan["u"].shape, generator=generator, dtype=torch.float64)
+    weights_state = torch.randn(scan["initial_state"].shape, generator=generator, dtype=torch.float64)
+
+    def objective(y, state):
+        return (y * weights_y.to(y)).sum() + (state * weights_state.to(state)).sum()
+
+    y_ref, state_ref = selective_scan_reference(**scan, return_final_state=True)
+    grads_ref = torch.autograd.grad(objective(y_ref, state_ref), list(leaves.values()))
+    y, state = selective_scan(**on_gpu, return_final_state=True, backend=backend)
+    grads = torch.autograd.grad(objective(y, state), [on_gpu[k] for k in leaves])
+    assert max_relative_error(y.cpu(), y_ref) < 1e-3 and max_relative_error(state.cpu(), state_ref) < 1e-3
+    for name, got, expected in zip(leaves, grads, grads_ref, strict=True):
+        assert max_relative_error(got.cpu(), expected) < 1e-3, name

@@ -9,10 +9,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import requires_cuda
 from scan_cases import compare_with_reference, norm_relative_error, scan_problem
 
-pytestmark = [pytest.mark.gpu, requires_cuda]
+pytestmark = pytest.mark.gpu
 TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 1e-2}
 
 

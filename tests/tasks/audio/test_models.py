@@ -29,7 +29,7 @@ def test_unet_is_causal(position: int) -> None:
     with torch.no_grad():
         base, other = model(inputs), model(changed)
     difference = (base - other).abs().amax(dim=(0, 2))
-    assert float(difference[:position].sum()) == 0.0
+    assert float(difference[:position].sum()) < 1e-12  # fp64 round-off of the chunked scan at most
     assert float(difference[position]) > 1e-3  # the input does reach its own position
 
 
@@ -45,7 +45,7 @@ def test_unet_coarse_path_carries_information_forward() -> None:
         changed = inputs.clone()
         changed[:, 1] += 1
         difference = (model(inputs) - model(changed)).abs().amax(dim=(0, 2))
-    assert float(difference[2:4].max()) == 0.0  # same block: only the skip path, now position-wise
+    assert float(difference[2:4].max()) < 1e-12  # same block: only the skip path, now position-wise
     assert float(difference[4:8].min()) > 0.0  # next block: through pool down -> center -> pool up
 
 

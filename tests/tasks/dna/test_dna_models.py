@@ -23,7 +23,7 @@ def random_dna(batch: int, length: int, seed: int, pad: int = 0) -> torch.Tensor
 
 
 @pytest.mark.parametrize("bidirectional", [False, True])
-def test_rc_equivariant_lm_is_exactly_equivariant(bidirectional):
+def test_rc_equivariant_lm_is_equivariant_to_fp64_round_off(bidirectional):
     torch.manual_seed(0)
     model = DNALanguageModel(network(rc_equivariant=True, bidirectional=bidirectional)).double().eval()
     ids = random_dna(3, 37, seed=1, pad=5)
@@ -31,7 +31,7 @@ def test_rc_equivariant_lm_is_exactly_equivariant(bidirectional):
         features, features_rc = model.forward_features(ids), model.forward_features(reverse_complement(ids))
         logits, logits_rc = model(ids), model(reverse_complement(ids))
     assert features.shape == (3, 37, 2 * BACKBONE["d_model"])
-    torch.testing.assert_close(features_rc, features.flip(-2, -1), rtol=0, atol=0)
+    torch.testing.assert_close(features_rc, features.flip(-2, -1), rtol=1e-12, atol=1e-12)  # fp64 round-off
     torch.testing.assert_close(logits_rc, logits.flip(1)[..., model.complement], rtol=1e-12, atol=1e-12)
     assert logits.abs().max() > 0.1
 
