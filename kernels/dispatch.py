@@ -159,8 +159,11 @@ def causal_conv(
     "cuda" is the causal-conv1d package (widths 2-4); every other backend runs the PyTorch implementation,
     which is a handful of fused elementwise ops and needs no separate chunked or Triton variant."""
     width = weight.shape[-1]
+    with_states = initial_state is not None or return_final_state
     cuda_unsupported = (_cuda_dtype_problem(x) or
-                        ("" if 2 <= width <= _CUDA_CONV_MAX_WIDTH else f"width {width} (supported: 2-4)"))
+                        ("" if 2 <= width <= _CUDA_CONV_MAX_WIDTH else f"width {width} (supported: 2-4)") or
+                        (f"{x.shape[1]} channels with states (the channel-last kernel needs a multiple of 8)"
+                         if with_states and x.shape[1] % 8 else ""))
     cuda = ("causal_conv1d", "causal_conv1d_fn")
     chosen = _resolve(backend, x, cuda, None, cuda_unsupported)
     if chosen != "cuda":

@@ -22,11 +22,12 @@ from mambaseq.kernels import (
 dispatch = importlib.import_module("mambaseq.kernels.dispatch")
 
 
-def _conv_arguments(generator: torch.Generator, device: str = "cpu", dtype: torch.dtype = torch.float64):
-    x = torch.randn(2, 6, 11, generator=generator, dtype=dtype).to(device)
-    weight = torch.randn(6, 4, generator=generator, dtype=dtype).to(device)
-    bias = torch.randn(6, generator=generator, dtype=dtype).to(device)
-    history = torch.randn(2, 6, 3, generator=generator, dtype=dtype).to(device)
+def _conv_arguments(generator: torch.Generator, device: str = "cpu", dtype: torch.dtype = torch.float64,
+                    channels: int = 6):
+    x = torch.randn(2, channels, 11, generator=generator, dtype=dtype).to(device)
+    weight = torch.randn(channels, 4, generator=generator, dtype=dtype).to(device)
+    bias = torch.randn(channels, generator=generator, dtype=dtype).to(device)
+    history = torch.randn(2, channels, 3, generator=generator, dtype=dtype).to(device)
     return x, weight, bias, history
 
 
@@ -81,6 +82,8 @@ def test_cuda_backend_refuses_what_its_kernel_cannot_do(generator):
         causal_conv(x, torch.randn(6, 5), bias, backend="cuda")
     with pytest.raises(ValueError, match="dtype torch.float64"):
         causal_conv(x.double(), weight, bias, backend="cuda")
+    with pytest.raises(ValueError, match="6 channels with states"):
+        causal_conv(x, weight, bias, return_final_state=True, backend="cuda")
 
 
 def test_optional_imports_are_attempted_once(generator, monkeypatch):
@@ -135,7 +138,7 @@ def test_gpu_backends_match_the_fp64_references(generator, backend):
     ssd_tolerance = 5e-3 if backend in ("cuda", "auto") else 1e-3
     assert max_relative_error(y.cpu(), y_ref) < ssd_tolerance
     assert max_relative_error(state.cpu(), state_ref) < ssd_tolerance
-    x, weight, bias, history = _conv_arguments(generator)
+    x, weight, bias, history = _conv_arguments(generator, channels=16)  # causal-conv1d: multiples of 8 with states
     out, final = causal_conv(*(t.to("cuda", torch.float32) for t in (x, weight, bias)), "silu",
                              history.to("cuda", torch.float32), True, backend=backend)
     expected, expected_final = causal_conv(x, weight, bias, "silu", history, True, backend="reference")
