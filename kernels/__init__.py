@@ -1,16 +1,16 @@
 """Compute kernels: Mamba-1 selective scan, Mamba-2 SSD, depthwise causal conv; references, fast PyTorch versions,
-decoding steps, and `dispatch` to the Triton / CUDA backends.
+decoding steps, and `dispatch` / `step_dispatch` to the Triton / CUDA backends.
 
-The package-level `selective_scan`, `ssd` and `causal_conv1d` (= `causal_conv`) dispatch on `backend=`; the
+The package-level `selective_scan`, `ssd`, `causal_conv1d` (= `causal_conv`) and the steps
+`selective_state_update`, `ssd_state_update`, `causal_conv1d_update` dispatch on `backend=`; the
 per-backend kernels are importable from their modules (e.g. `mambaseq.kernels.causal_conv1d.causal_conv1d`).
 """
-from .causal_conv1d import causal_conv1d_update
 from .dispatch import BACKENDS, causal_conv, selective_scan, ssd
 from .selective_scan_chunked import selective_scan_chunked
 from .selective_scan_reference import selective_scan_reference
 from .ssd_chunked import ssd_chunked
 from .ssd_reference import ssd_reference
-from .state_update import selective_state_update, ssd_state_update
+from .step_dispatch import causal_conv1d_update, selective_state_update, ssd_state_update
 
 causal_conv1d = causal_conv
 

@@ -11,6 +11,8 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import nn
 
+from mambaseq.generation_cuda_graph import cuda_graph_decoder, prefill
+
 
 def apply_repetition_penalty(logits: torch.Tensor, sequences: torch.Tensor, penalty: float) -> torch.Tensor:
     """CTRL-style penalty on every token already in `sequences: (b, T)`: positive logits are divided by `penalty`,
@@ -108,12 +110,15 @@ def stream(
     pad_token_id: int | None = None,
     do_sample: bool = True,
     generator: torch.Generator | None = None,
+    cuda_graph: bool = False,
 ) -> Iterator[torch.Tensor]:
     """Yield the next token ids `(b,)` one step at a time for prompts `input_ids: (b, L)`.
 
     A row that has produced an `eos_token_id` yields `pad_token_id` (default: the first eos id, else 0) from then on;
     the stream ends after `max_new_tokens` or once every row has finished. `model` needs `allocate_cache(batch)`,
     `model(input_ids, cache=...)`, `model.step(input_ids, cache)` and `model.config.vocab_size`.
+    `cuda_graph=True` replays each step from a CUDA graph (`generation_cuda_graph.CUDAGraphDecoder`; CUDA and
+    Mamba-1/2 layers only); sampling stays outside the graph.
     """
     _check_arguments(temperature, top_k, top_p, repetition_penalty)
     if max_new_tokens <= 0:
@@ -126,8 +131,16 @@ def stream(
     sampling = dict(do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p,
                     repetition_penalty=repetition_penalty, generator=generator)
 
-    cache = model.allocate_cache(input_ids.shape[0])
-    logits = model(input_ids, cache=cache)[:, -1, :vocab_size]
+    if cuda_graph:
+        logits, decoding = cuda_graph_decoder(model).start(input_ids)
+        next_logits = decoding.step
+    else:
+        cache = model.allocate_cache(input_ids.shape[0])
+        logits = prefill(model, input_ids, cache)
+
+        def next_logits(tokens: torch.Tensor) -> torch.Tensor:
+            return model.step(tokens[:, None], cache)[:, -1]
+    logits = logits[:, :vocab_size]
     sequences = input_ids
     finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
     for index in range(max_new_tokens):
@@ -136,9 +149,9 @@ def stream(
         finished |= torch.isin(next_tokens, eos_ids_tensor)
         sequences = torch.cat([sequences, next_tokens[:, None]], dim=1)
         yield next_tokens
-        if bool(finished.all()) or index == max_new_tokens - 1:
+        if index == max_new_tokens - 1 or (eos_ids and bool(finished.all())):  # no host sync without eos
             return
-        logits = model.step(next_tokens[:, None], cache)[:, -1, :vocab_size]
+        logits = next_logits(next_tokens)[:, :vocab_size]
 
 
 def generate(
@@ -153,6 +166,7 @@ def generate(
     pad_token_id: int | None = None,
     do_sample: bool = True,
     generator: torch.Generator | None = None,
+    cuda_graph: bool = False,
 ) -> torch.Tensor:
     """Prompt plus generated tokens, `(b, L + n)` with `n <= max_new_tokens` (shorter when every row hit eos).
 
@@ -160,7 +174,8 @@ def generate(
     """
     new_tokens = list(stream(model, input_ids, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                              repetition_penalty=repetition_penalty, eos_token_id=eos_token_id,
-                             pad_token_id=pad_token_id, do_sample=do_sample, generator=generator))
+                             pad_token_id=pad_token_id, do_sample=do_sample, generator=generator,
+                             cuda_graph=cuda_graph))
     if not new_tokens:
         return input_ids
     return torch.cat([input_ids, torch.stack(new_tokens, dim=1)], dim=1)

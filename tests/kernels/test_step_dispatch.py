@@ -1,0 +1,144 @@
+"""Decoding-step dispatch: backend errors on CPU; on CUDA, mamba-ssm's `selective_state_update` and causal-conv1d's
+`causal_conv1d_update` (when importable) and our Triton state update against the fp64 PyTorch steps, state updates
+included."""
+import importlib.util
+
+import pytest
+import torch
+
+from mambaseq.kernels import causal_conv1d_update, selective_state_update, ssd_state_update
+from mambaseq.kernels.causal_conv1d import causal_conv1d_update as causal_conv1d_update_torch
+from mambaseq.kernels.state_update import selective_state_update as selective_state_update_torch
+from mambaseq.kernels.state_update import ssd_state_update as ssd_state_update_torch
+
+
+def mamba1_step_inputs(batch: int = 2, d_inner: int = 24, d_state: int = 16, device: str = "cpu",
+                       dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+    return dict(
+        state=torch.randn(batch, d_inner, d_state, device=device),
+        x=torch.randn(batch, d_inner, device=device, dtype=dtype),
+        dt=torch.randn(batch, d_inner, device=device, dtype=dtype),
+        A=-torch.rand(d_inner, d_state, device=device) - 0.5,
+        B=torch.randn(batch, d_state, device=device, dtype=dtype),
+        C=torch.randn(batch, d_state, device=device, dtype=dtype),
+        D=torch.randn(d_inner, device=device),
+        z=torch.randn(batch, d_inner, device=device, dtype=dtype),
+        dt_bias=torch.randn(d_inner, device=device) - 2.0,
+    )
+
+
+def ssd_step_inputs(D_has_hdim: bool, batch: int = 2, nheads: int = 4, headdim: int = 8, ngroups: int = 2,
+                    d_state: int = 16, device: str = "cpu", dtype: torch.dtype = torch.float32) -> dict:
+    return dict(
+        state=torch.randn(batch, nheads, headdim, d_state, device=device),
+        x=torch.randn(batch, nheads, headdim, device=device, dtype=dtype),
+        dt=torch.randn(batch, nheads, device=device, dtype=dtype),
+        A=-torch.rand(nheads, device=device) - 0.5,
+        B=torch.randn(batch, ngroups, d_state, device=device, dtype=dtype),
+        C=torch.randn(batch, ngroups, d_state, device=device, dtype=dtype),
+        D=torch.randn(*((nheads, headdim) if D_has_hdim else (nheads,)), device=device),
+        z=torch.randn(batch, nheads, headdim, device=device, dtype=dtype),
+        dt_bias=torch.randn(nheads, device=device) - 2.0,
+    )
+
+
+def as_fp64(inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {name: tensor.double() for name, tensor in inputs.items()}
+
+
+def test_cuda_backend_on_cpu_tensors_raises_naming_the_device() -> None:
+    inputs = mamba1_step_inputs()
+    with pytest.raises(ValueError, match="cannot run this decoding step: tensors on cpu"):
+        selective_state_update(**inputs, dt_softplus=True, backend="cuda")
+    with pytest.raises(ValueError, match="unknown kernel backend 'fast'"):
+        selective_state_update(**inputs, backend="fast")
+
+
+def test_triton_backend_on_cpu_tensors_raises_naming_the_device() -> None:
+    with pytest.raises(ValueError, match="backend='triton' cannot run this decoding step: tensors on cpu"):
+        ssd_state_update(**ssd_step_inputs(D_has_hdim=False), dt_softplus=True, backend="triton")
+
+
+def test_cuda_backend_refuses_unsupported_calls_by_reason() -> None:
+    inputs = ssd_step_inputs(D_has_hdim=False)
+    with pytest.raises(ValueError, match=r"dt_limit=\(0.0, 0.5\)"):
+        ssd_state_update(**inputs, dt_softplus=True, dt_limit=(0.0, 0.5), backend="cuda")
+    conv_state = torch.randn(2, 6, 3, dtype=torch.float64)
+    with pytest.raises(ValueError, match="dtypes x=torch.float32, conv_state=torch.float64"):
+        causal_conv1d_update(torch.randn(2, 6), conv_state, torch.randn(6, 4), None, "silu", backend="cuda")
+
+
+def test_non_cuda_backends_run_the_pytorch_step(seed: int) -> None:
+    inputs = mamba1_step_inputs()
+    expected_state = inputs["state"].clone()
+    expected = selective_state_update_torch(**{**inputs, "state": expected_state}, dt_softplus=True)
+    for backend in ("auto", "chunked", "reference"):
+        state = inputs["state"].clone()
+        out = selective_state_update(**{**inputs, "state": state}, dt_softplus=True, backend=backend)
+        torch.testing.assert_close(out, expected)
+        torch.testing.assert_close(state, expected_state)
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+requires_mamba_ssm = pytest.mark.skipif(not _importable("mamba_ssm"), reason="needs mamba-ssm")
+requires_causal_conv1d = pytest.mark.skipif(not _importable("causal_conv1d"), reason="needs causal-conv1d")
+
+
+STATE_UPDATE_BACKENDS = [pytest.param("cuda", marks=requires_mamba_ssm), "triton"]
+
+
+@pytest.mark.gpu
+@requires_cuda
+@pytest.mark.parametrize("backend", STATE_UPDATE_BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_selective_state_update_kernels_match_fp64(backend: str, dtype: torch.dtype, seed: int) -> None:
+    inputs = mamba1_step_inputs(d_inner=80, device="cuda", dtype=dtype)
+    reference = as_fp64(inputs)
+    tolerance = dict(rtol=2e-3, atol=2e-3) if dtype == torch.float32 else dict(rtol=2e-2, atol=2e-2)
+    for _ in range(3):  # state carried over steps
+        out = selective_state_update(**inputs, dt_softplus=True, backend=backend)
+        expected = selective_state_update_torch(**reference, dt_softplus=True)
+        torch.testing.assert_close(out.double(), expected, **tolerance)
+        torch.testing.assert_close(inputs["state"].double(), reference["state"], **tolerance)
+
+
+@pytest.mark.gpu
+@requires_cuda
+@pytest.mark.parametrize("backend", STATE_UPDATE_BACKENDS)
+@pytest.mark.parametrize("D_has_hdim", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_ssd_state_update_kernels_match_fp64(backend: str, D_has_hdim: bool, dtype: torch.dtype, seed: int) -> None:
+    inputs = ssd_step_inputs(D_has_hdim, device="cuda", dtype=dtype)
+    reference = as_fp64(inputs)
+    tolerance = dict(rtol=2e-3, atol=2e-3) if dtype == torch.float32 else dict(rtol=2e-2, atol=2e-2)
+    for _ in range(3):
+        out = ssd_state_update(**inputs, dt_softplus=True, backend=backend)
+        expected = ssd_state_update_torch(**reference, dt_softplus=True)
+        torch.testing.assert_close(out.double(), expected, **tolerance)
+        torch.testing.assert_close(inputs["state"].double(), reference["state"], **tolerance)
+
+
+@pytest.mark.gpu
+@requires_cuda
+@requires_causal_conv1d
+@pytest.mark.parametrize("width", [2, 4])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_causal_conv1d_update_cuda_matches_fp64(width: int, dtype: torch.dtype, seed: int) -> None:
+    x = torch.randn(3, 40, 5, device="cuda", dtype=dtype)
+    conv_state = torch.randn(3, 40, width - 1, device="cuda", dtype=dtype)
+    weight, bias = torch.randn(40, width, device="cuda", dtype=dtype), torch.randn(40, device="cuda", dtype=dtype)
+    reference_state = conv_state.double()
+    tolerance = dict(rtol=1e-3, atol=1e-3) if dtype == torch.float32 else dict(rtol=1e-2, atol=1e-2)
+    for t in range(x.shape[-1]):
+        out = causal_conv1d_update(x[..., t], conv_state, weight, bias, "silu", backend="cuda")
+        expected = causal_conv1d_update_torch(x[..., t].double(), reference_state, weight.double(), bias.double(),
+                                              "silu")
+        torch.testing.assert_close(out.double(), expected, **tolerance)
+        torch.testing.assert_close(conv_state.double(), reference_state, **tolerance)

@@ -1,0 +1,48 @@
+"""Random inputs of single decoding steps (Mamba-1 and SSD head layouts) for the Triton step-kernel tests."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+# name -> (layout, options of step_inputs)
+CASES = {
+    "mamba1_full": ("mamba1", dict(d_inner=40, d_state=16)),
+    "mamba1_groups_odd_state": ("mamba1", dict(d_inner=24, d_state=5, groups=3)),
+    "mamba1_plain": ("mamba1", dict(d_inner=16, d_state=8, with_D=False, with_z=False, with_bias=False,
+                                   softplus=False)),
+    "ssd_full": ("ssd", dict(nheads=4, headdim=8, d_state=16, groups=2)),
+    "ssd_D_hdim_limit": ("ssd", dict(nheads=6, headdim=5, d_state=12, groups=3, D_has_hdim=True,
+                                     dt_limit=(0.01, 0.2))),
+    "ssd_no_z_strided_x": ("ssd", dict(nheads=2, headdim=16, d_state=32, with_z=False, strided=True)),
+}
+
+
+def step_inputs(layout: str, generator: torch.Generator, batch: int = 3, d_inner: int = 16, d_state: int = 8,
+                groups: int = 1, nheads: int = 4, headdim: int = 8, with_D: bool = True, with_z: bool = True,
+                with_bias: bool = True, softplus: bool = True, D_has_hdim: bool = False,
+                dt_limit: tuple[float, float] = (0.0, math.inf), strided: bool = False) -> dict:
+    """Keyword arguments of one step (fp32; `strided` makes x a non-contiguous view, as after a split)."""
+    def randn(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=generator)
+
+    if layout == "mamba1":
+        channels = (d_inner,)
+        bc_shape = (batch, d_state) if groups == 1 else (batch, groups, d_state)
+        A = -torch.rand(d_inner, d_state, generator=generator) - 0.2
+        D = randn(d_inner) if with_D else None
+        bias = randn(d_inner) - 1.0 if with_bias else None
+        dt = randn(batch, d_inner) if softplus else torch.rand(batch, d_inner, generator=generator) * 0.3
+        inputs = dict(state=randn(batch, d_inner, d_state))
+    else:
+        channels = (nheads, headdim)
+        bc_shape = (batch, groups, d_state)
+        A = -torch.rand(nheads, generator=generator) - 0.2
+        D = (randn(nheads, headdim) if D_has_hdim else randn(nheads)) if with_D else None
+        bias = randn(nheads) - 1.0 if with_bias else None
+        dt = randn(batch, nheads)
+        inputs = dict(state=randn(batch, nheads, headdim, d_state), dt_limit=dt_limit)
+    x = randn(batch, *channels[:-1], 2 * channels[-1])[..., ::2] if strided else randn(batch, *channels)
+    inputs.update(x=x, dt=dt, A=A, B=randn(*bc_shape), C=randn(*bc_shape), D=D,
+                  z=randn(batch, *channels) if with_z else None, dt_bias=bias, dt_softplus=softplus)
+    return inputs

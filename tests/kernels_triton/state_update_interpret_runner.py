@@ -1,0 +1,48 @@
+"""Runs the Triton decoding-step kernels on CPU under `TRITON_INTERPRET=1` against the fp64 PyTorch steps and prints
+each case's relative errors as JSON. Started as a subprocess by test_state_update_triton_interpret.py (the
+interpreter setting is read when kernels are defined and must not leak into other tests).
+Usage: python state_update_interpret_runner.py CASE [CASE ...]."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+if os.environ.get("TRITON_INTERPRET") != "1":
+    raise SystemExit("state_update_interpret_runner.py: set TRITON_INTERPRET=1")
+
+import torch  # noqa: E402
+
+from mambaseq.kernels.state_update import selective_state_update, ssd_state_update  # noqa: E402
+from mambaseq.kernels.triton.state_update import (  # noqa: E402
+    selective_state_update_triton,
+    ssd_state_update_triton,
+)
+from state_update_cases import CASES, step_inputs  # noqa: E402
+
+STEPS = 3
+
+
+def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    return ((actual.double() - expected).norm() / expected.norm().clamp(min=1e-30)).item()
+
+
+def run_case(name: str) -> dict[str, float]:
+    layout, options = CASES[name]
+    generator = torch.Generator().manual_seed(len(name))
+    inputs = step_inputs(layout, generator, **options)
+    reference = {key: value.double() if isinstance(value, torch.Tensor) else value for key, value in inputs.items()}
+    kernel, torch_step = ((selective_state_update_triton, selective_state_update) if layout == "mamba1"
+                          else (ssd_state_update_triton, ssd_state_update))
+    errors: dict[str, float] = {}
+    for step in range(STEPS):  # the state carries over steps
+        out = kernel(**inputs)
+        expected = torch_step(**reference)
+        errors[f"y{step}"] = relative_error(out, expected)
+        errors[f"state{step}"] = relative_error(inputs["state"], reference["state"])
+        errors[f"dtype{step}"] = float(out.dtype == inputs["x"].dtype and out.shape == expected.shape)
+    return errors
+
+
+if __name__ == "__main__":
+    print(json.dumps({name: run_case(name) for name in sys.argv[1:]}))

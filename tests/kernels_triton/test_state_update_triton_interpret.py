@@ -1,0 +1,36 @@
+"""Triton decoding-step kernels (Mamba-1 and SSD head layouts) on CPU through Triton's interpreter, against the fp64
+PyTorch steps over 3 consecutive steps (state carried): relative error of the norm of y and of the updated state,
+tolerance 1e-5 (observed <= 2e-7). Run in a subprocess with TRITON_INTERPRET=1 (read when kernels are defined)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from state_update_cases import CASES
+
+RUNNER = Path(__file__).with_name("state_update_interpret_runner.py")
+TOLERANCE = 1e-5
+
+
+@pytest.fixture(scope="module")
+def interpreter_errors() -> dict[str, dict[str, float]]:
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    completed = subprocess.run([sys.executable, str(RUNNER), *CASES], env=env, capture_output=True, text=True,
+                               timeout=300, cwd=RUNNER.parent)
+    if completed.returncode != 0:
+        pytest.fail(f"{RUNNER.name} failed (exit {completed.returncode}):\n{completed.stderr[-4000:]}")
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_interpreted_step_kernel_matches_fp64_step(interpreter_errors, case):
+    errors = interpreter_errors[case]
+    assert all(errors[f"dtype{step}"] == 1.0 for step in range(3)), f"{case}: output dtype/shape differ"
+    too_large = {name: error for name, error in errors.items()
+                 if not name.startswith("dtype") and not error <= TOLERANCE}
+    assert not too_large, f"{case}: relative errors above {TOLERANCE}: {too_large}"

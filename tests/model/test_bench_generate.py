@@ -1,0 +1,38 @@
+"""scripts/bench_generate.py --tiny: every requested row runs on CPU (or reports why not) and is counted right."""
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_generate.py"
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("bench_generate", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tiny_run_times_eager_and_transformer_rows(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "rows.json"
+    rows = _load_script().main(["--tiny", "--repeats", "1", "--batch", "1,2", "--new-tokens", "4",
+                                "--json", str(out)])
+    assert [(row.name, row.batch) for row in rows] == [
+        ("mambaseq eager", 1), ("mambaseq eager", 2),
+        ("transformer (HF GPT-NeoX, SDPA, KV cache)", 1), ("transformer (HF GPT-NeoX, SDPA, KV cache)", 2)]
+    for row in rows:
+        assert not row.error, row
+        assert 0 < row.prefill_s < row.total_s
+        assert abs(row.total_tokens_per_s - row.batch * 4 / row.total_s) < 1e-6 * row.total_tokens_per_s
+        assert abs(row.decode_tokens_per_s - row.batch * 3 / (row.total_s - row.prefill_s)) < 1e-3
+    assert [row.same_tokens for row in rows[:2]] == [1.0, 1.0]
+    assert len(json.loads(out.read_text())["rows"]) == 4
+    assert "vs transformer (dec/tot)" in capsys.readouterr().out
+
+
+def test_rows_that_cannot_run_on_cpu_report_their_error(capsys) -> None:
+    rows = _load_script().main(["--tiny", "--repeats", "1", "--batch", "1", "--impls", "cuda_graph"])
+    assert len(rows) == 1 and "needs the model on a CUDA device" in rows[0].error
+    assert "error: RuntimeError" in capsys.readouterr().out
