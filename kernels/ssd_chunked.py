@@ -23,6 +23,25 @@ def segment_sum(a: torch.Tensor) -> torch.Tensor:
     return sums.masked_fill(~lower, -math.inf)
 
 
+CHUNKS_PER_BLOCK = 64  # the state-passing matrix of a block is (CHUNKS_PER_BLOCK + 1)^2 per head
+
+
+def _pass_states(
+    state: torch.Tensor, chunk_states: torch.Tensor, chunk_log_decay: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """States at the start of each of K consecutive chunks, and after the last, as one product with the matrix of
+    decays between chunk boundaries (no loop over chunks).
+
+    state: (batch, g, e, p, n) entering the first chunk; chunk_states: (batch, K, g, e, p, n), each chunk's own
+    contribution at its end; chunk_log_decay: (batch, g, e, K), log decay across each whole chunk.
+    Returns (start_states: (batch, K, g, e, p, n), final_state: (batch, g, e, p, n)).
+    """
+    decay = torch.exp(segment_sum(F.pad(chunk_log_decay, (1, 0))))  # (batch, g, e, K + 1, K + 1)
+    boundary = torch.cat([state[:, None], chunk_states], dim=1)  # (batch, K + 1, g, e, p, n)
+    passed = torch.einsum("bgeij,bjgepn->bigepn", decay, boundary)
+    return passed[:, :-1], passed[:, -1]
+
+
 def ssd_chunked(
     x: torch.Tensor,
     dt: torch.Tensor,
@@ -75,16 +94,17 @@ def ssd_chunked(
     decay_to_end = torch.exp(decay_from_start[..., -1:] - decay_from_start).permute(0, 3, 4, 1, 2)
     chunk_states = torch.einsum("bcjgn,bcjgep->bcgepn", B_chunks, x_dt * decay_to_end[..., None])
 
-    # 3. Inter-chunk recurrence over the (few) chunks.
+    # 3. Inter-chunk recurrence, in blocks of chunks: one decay-matrix product per block, a loop across blocks.
     state = (initial_state.to(dtype).reshape(batch, ngroups, per_group, headdim, d_state)
              if initial_state is not None
              else x.new_zeros(batch, ngroups, per_group, headdim, d_state, dtype=dtype))
-    chunk_decay = torch.exp(decay_from_start[..., -1])  # (batch, g, e, c)
+    chunk_log_decay = decay_from_start[..., -1]  # (batch, g, e, c)
     start_states = []
-    for chunk in range(n_chunks):
-        start_states.append(state)
-        state = chunk_decay[..., chunk, None, None] * state + chunk_states[:, chunk]
-    start_states = torch.stack(start_states, dim=1)  # (batch, c, g, e, p, n)
+    for first in range(0, n_chunks, CHUNKS_PER_BLOCK):
+        block = slice(first, min(first + CHUNKS_PER_BLOCK, n_chunks))
+        block_starts, state = _pass_states(state, chunk_states[:, block], chunk_log_decay[..., block])
+        start_states.append(block_starts)
+    start_states = torch.cat(start_states, dim=1)  # (batch, c, g, e, p, n)
 
     # 4. Carried-in state read out inside each chunk, decayed from the chunk start.
     y_carry = torch.einsum("bcign,bcgepn->bcigep", C_chunks, start_states)

@@ -55,8 +55,10 @@ class ResumableSampler(Sampler[int]):
 class ResumableDataLoader(DataLoader):
     """DataLoader over a map-style dataset whose position (epoch, samples consumed) is saved and restored.
 
-    state_dict: `{"epoch", "samples_consumed", "seed", "num_samples"}`; loading it makes the next iteration start at
-    that sample of that epoch's order. Extra keyword arguments go to `DataLoader` (num_workers, collate_fn, ...).
+    state_dict: `{"epoch", "samples_consumed" (on this rank), "world_size", "seed", "num_samples"}`; loading it makes
+    the next iteration start at that sample of that epoch's order. Ranks take interleaved shares of one permutation,
+    so the position is the same on any world size that divides the samples consumed over all ranks: a checkpoint
+    of a 2-GPU run resumes on 1 GPU (or 4) with the same global batches. Extra keyword arguments go to `DataLoader`.
     """
 
     def __init__(
@@ -88,8 +90,8 @@ class ResumableDataLoader(DataLoader):
 
     def state_dict(self) -> dict[str, int]:
         sampler = self.resumable_sampler
-        return {"epoch": sampler.epoch, "samples_consumed": self._samples_consumed, "seed": sampler.seed,
-                "num_samples": sampler.num_samples}
+        return {"epoch": sampler.epoch, "samples_consumed": self._samples_consumed, "world_size": sampler.world_size,
+                "seed": sampler.seed, "num_samples": sampler.num_samples}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         sampler = self.resumable_sampler
@@ -97,6 +99,11 @@ class ResumableDataLoader(DataLoader):
             raise ValueError(f"ResumableDataLoader: the checkpoint was taken on {state['num_samples']} samples with "
                              f"seed {state['seed']}, but this loader has {sampler.num_samples} samples and seed "
                              f"{sampler.seed}; resume with the same data and seed")
+        consumed_globally = state["samples_consumed"] * state.get("world_size", 1)
+        if consumed_globally % sampler.world_size:
+            raise ValueError(f"ResumableDataLoader: the checkpoint stopped after {consumed_globally} samples over "
+                             f"{state.get('world_size', 1)} rank(s), which {sampler.world_size} ranks cannot split "
+                             f"evenly; resume on a world size that divides {consumed_globally}")
         sampler.epoch = state["epoch"]
-        sampler.start = state["samples_consumed"]
-        self._samples_consumed = state["samples_consumed"]
+        sampler.start = consumed_globally // sampler.world_size
+        self._samples_consumed = sampler.start

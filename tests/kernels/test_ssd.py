@@ -23,6 +23,7 @@ CASES = [
     pytest.param(2, 19, 6, 2, 3, 4, 64, dict(D_per_channel=True), id="chunk-longer-than-L-D-per-channel"),
     pytest.param(1, 11, 2, 3, 2, 2, 1, dict(softplus=False, with_dt_bias=False), id="chunk-1-no-softplus"),
     pytest.param(2, 20, 3, 2, 1, 4, 6, dict(with_D=False, with_z=False), id="no-D-no-z"),
+    pytest.param(1, 150, 2, 2, 1, 3, 1, dict(), id="several-blocks-of-64-chunks"),
 ]
 
 
@@ -78,12 +79,13 @@ def test_dt_limit_clamps_after_softplus(generator):
     assert max_relative_error(y_unlimited, y_expected) > 1e-3  # the limit is active on these inputs
 
 
-def test_chunked_gradients_match_reference(generator):
-    inputs = ssd_inputs(2, 21, 4, 3, 2, 4, generator, D_per_channel=True)
-    y_cotangent = torch.randn(2, 21, 4, 3, generator=generator, dtype=torch.float64)
+@pytest.mark.parametrize("seqlen, chunk_size", [(21, 8), (140, 2)])  # (140, 2): 70 chunks, two state-passing blocks
+def test_chunked_gradients_match_reference(generator, seqlen, chunk_size):
+    inputs = ssd_inputs(2, seqlen, 4, 3, 2, 4, generator, D_per_channel=True)
+    y_cotangent = torch.randn(2, seqlen, 4, 3, generator=generator, dtype=torch.float64)
     state_cotangent = torch.randn(2, 4, 3, 4, generator=generator, dtype=torch.float64)
     gradients = []
-    for kernel, chunk in ((ssd_reference, None), (ssd_chunked, 8)):
+    for kernel, chunk in ((ssd_reference, None), (ssd_chunked, chunk_size)):
         leaves = with_grad(inputs)
         y, state = _run(kernel, leaves, chunk)
         ((y * y_cotangent).sum() + (state * state_cotangent).sum()).backward()

@@ -55,7 +55,7 @@ def test_loader_state_resumes_mid_epoch():
     iterator = iter(interrupted)
     head = [next(iterator).tolist() for _ in range(3)]
     state = interrupted.state_dict()
-    assert state == {"epoch": 2, "samples_consumed": 12, "seed": 1, "num_samples": 40}
+    assert state == {"epoch": 2, "samples_consumed": 12, "world_size": 1, "seed": 1, "num_samples": 40}
 
     resumed = ResumableDataLoader(Numbers(40), batch_size=4, shuffle=True, seed=1)
     resumed.load_state_dict(state)
@@ -65,6 +65,23 @@ def test_loader_state_resumes_mid_epoch():
     assert resumed.state_dict()["samples_consumed"] == 0  # the epoch is finished
     resumed.resumable_sampler.set_epoch(3)
     assert len(_epoch(resumed)) == 10  # the next epoch starts from its beginning
+
+
+def test_loader_state_resumes_on_another_world_size():
+    """2 ranks x batch 2 for 3 steps (12 samples), resumed on 1 rank x batch 4: the same global batches follow."""
+    single = ResumableDataLoader(Numbers(40), batch_size=4, shuffle=True, seed=1)
+    full = _epoch(single)
+    ranks = [ResumableDataLoader(Numbers(40), batch_size=2, shuffle=True, seed=1, rank=r, world_size=2)
+             for r in range(2)]
+    iterators = [iter(loader) for loader in ranks]
+    head = [sorted(next(iterators[0]).tolist() + next(iterators[1]).tolist()) for _ in range(3)]
+    assert head == [sorted(batch) for batch in full[:3]]
+    resumed = ResumableDataLoader(Numbers(40), batch_size=4, shuffle=True, seed=1)
+    resumed.load_state_dict(ranks[0].state_dict())
+    assert _epoch(resumed) == full[3:]
+    odd = ResumableDataLoader(Numbers(40), batch_size=1, shuffle=True, seed=1, rank=0, world_size=5)
+    with pytest.raises(ValueError, match="12 samples over 2 rank"):
+        odd.load_state_dict(ranks[0].state_dict())
 
 
 def test_loader_state_from_other_data_is_rejected():
