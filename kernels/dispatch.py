@@ -156,8 +156,9 @@ def causal_conv(
     backend: str = "auto",
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Depthwise causal conv on the chosen backend; contract of `causal_conv1d.causal_conv1d`.
-    "cuda" is the causal-conv1d package (widths 2-4); every other backend runs the PyTorch implementation,
-    which is a handful of fused elementwise ops and needs no separate chunked or Triton variant."""
+    "cuda" is the causal-conv1d package (widths 2-4); "triton" is `causal_conv1d_triton` (auto picks it on CUDA
+    when causal-conv1d cannot take the call, for fp32/fp16/bf16 outside torch.compile); "reference" and "chunked"
+    run the PyTorch implementation, which is also what Inductor fuses under torch.compile."""
     width = weight.shape[-1]
     with_states = initial_state is not None or return_final_state
     cuda_unsupported = (_cuda_dtype_problem(x) or
@@ -165,7 +166,12 @@ def causal_conv(
                         (f"{x.shape[1]} channels with states (the channel-last kernel needs a multiple of 8)"
                          if with_states and x.shape[1] % 8 else ""))
     cuda = ("causal_conv1d", "causal_conv1d_fn")
-    chosen = _resolve(backend, x, cuda, None, cuda_unsupported)
+    chosen = _resolve(backend, x, cuda, "causal_conv1d_triton", cuda_unsupported)
+    if chosen == "triton" and backend == "auto" and (torch.compiler.is_compiling() or _cuda_dtype_problem(x)):
+        chosen = "chunked"
+    if chosen == "triton":
+        return _require("mambaseq.kernels.triton", "causal_conv1d_triton", chosen)(
+            x, weight, bias, activation, initial_state, return_final_state)
     if chosen != "cuda":
         return causal_conv1d_torch(x, weight, bias, activation, initial_state, return_final_state)
     conv = _require(*cuda, chosen)

@@ -43,6 +43,7 @@ class Block(nn.Module):
         super().__init__()
         self.layer_idx = layer_idx
         self.residual_in_fp32 = config.residual_in_fp32
+        self.kernel_backend = config.kernel_backend  # "auto"/"triton": fused add + RMSNorm kernel on CUDA
         self.norm = make_norm(config.d_model, config.norm_eps, config.rms_norm)
         self.mixer = build_mixer(config.d_model, config.layer_mixer(layer_idx), config.kernel_backend,
                                  config.norm_eps)
@@ -70,9 +71,9 @@ class Block(nn.Module):
     def _run_sublayers(
         self, hidden: torch.Tensor, residual: torch.Tensor | None, mix: Callable[[torch.Tensor], torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        normed, residual = add_rms_norm(hidden, residual, self.norm, self.residual_in_fp32)
+        normed, residual = add_rms_norm(hidden, residual, self.norm, self.residual_in_fp32, self.kernel_backend)
         hidden = mix(normed)
         if self.mlp is not None:
-            normed, residual = add_rms_norm(hidden, residual, self.norm2, self.residual_in_fp32)
+            normed, residual = add_rms_norm(hidden, residual, self.norm2, self.residual_in_fp32, self.kernel_backend)
             hidden = self.mlp(normed)
         return hidden, residual

@@ -50,7 +50,12 @@ class MambaLM(nn.Module):
     def forward(self, input_ids: torch.Tensor, cache: InferenceCache | None = None) -> torch.Tensor:
         """input_ids: (b, L) -> logits (b, L, padded_vocab). With `cache`, the pass starts from the cached states
         and leaves the final ones there, so that `step` can continue the sequence."""
-        return self.lm_head(self.backbone(input_ids, cache=cache))
+        return self.lm_head(self.hidden_states(input_ids, cache=cache))
+
+    def hidden_states(self, input_ids: torch.Tensor, cache: InferenceCache | None = None) -> torch.Tensor:
+        """input_ids: (b, L) -> final-normed features (b, L, d_model) that the LM head projects (for losses that
+        apply the head themselves, e.g. `mambaseq.losses.linear_cross_entropy`)."""
+        return self.backbone(input_ids, cache=cache)
 
     def step(self, input_ids: torch.Tensor, cache: InferenceCache) -> torch.Tensor:
         """One recurrent decoding step: input_ids (b, 1) -> logits (b, 1, padded_vocab)."""

@@ -66,16 +66,36 @@ def make_norm(d_model: int, eps: float, rms_norm: bool) -> nn.Module:
     return RMSNorm(d_model, eps=eps) if rms_norm else nn.LayerNorm(d_model, eps=eps)
 
 
+FUSED_NORM_BACKENDS = ("auto", "triton")
+FUSED_NORM_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
 def add_rms_norm(
-    hidden: torch.Tensor, residual: torch.Tensor | None, norm: nn.Module, residual_in_fp32: bool
+    hidden: torch.Tensor, residual: torch.Tensor | None, norm: nn.Module, residual_in_fp32: bool,
+    kernel_backend: str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Residual add then norm, mamba-ssm's "Add -> Norm" block order.
 
     hidden: (b, L, d_model) output of the previous sublayer; residual: (b, L, d_model) stream so far, or None for the
     first layer. Returns `(norm(residual_new), residual_new)`; the residual is kept in fp32 when `residual_in_fp32`.
+    With `kernel_backend` "auto" or "triton", an `RMSNorm` of CUDA tensors (fp32/fp16/bf16, outside torch.compile)
+    runs as one Triton kernel per direction (`mambaseq.kernels.triton.add_rms_norm_triton`); under autocast its
+    normed output then comes in the autocast dtype, which the next Linear would cast it to anyway.
     """
+    if _runs_fused(hidden, residual, norm, kernel_backend):
+        from mambaseq.kernels.triton import add_rms_norm_triton
+
+        out_dtype = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else None
+        return add_rms_norm_triton(hidden, residual, norm.weight, norm.eps, residual_in_fp32, out_dtype)
     residual = hidden if residual is None else residual + hidden
     normed = norm(residual.to(norm.weight.dtype))
     if residual_in_fp32:
         residual = at_least_fp32(residual)
     return normed, residual
+
+
+def _runs_fused(hidden: torch.Tensor, residual: torch.Tensor | None, norm: nn.Module, kernel_backend: str | None
+                ) -> bool:
+    tensors = (hidden, norm.weight) if residual is None else (hidden, residual, norm.weight)
+    return (kernel_backend in FUSED_NORM_BACKENDS and isinstance(norm, RMSNorm) and hidden.is_cuda
+            and not torch.compiler.is_compiling() and all(t.dtype in FUSED_NORM_DTYPES for t in tensors))

@@ -36,8 +36,11 @@ class LossCurvePlot(pl.Callback):
             self.val.append((trainer.global_step, float(metrics[self.val_key])))
         self.baselines.update({key: float(metrics[key]) for key in self.baseline_keys if key in metrics})
 
-    @rank_zero_only
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._save(Path(trainer.log_dir or trainer.default_root_dir))  # log_dir is a collective under DDP: all ranks
+
+    @rank_zero_only
+    def _save(self, folder: Path) -> None:
         if not self.train and not self.val:
             return
         import matplotlib
@@ -56,7 +59,6 @@ class LossCurvePlot(pl.Callback):
         axes.set_ylabel("loss (nats/token)")
         axes.legend()
         axes.grid(alpha=0.3)
-        folder = Path(trainer.log_dir or trainer.default_root_dir)
         os.makedirs(folder, exist_ok=True)
         figure.tight_layout()
         figure.savefig(folder / self.filename, dpi=120)

@@ -1,10 +1,13 @@
 """Triton kernels (issue 8): the Mamba-1 selective scan, forward and backward, JIT-compiled at first use; the
-Mamba-2 SSD as Inductor-generated Triton (`torch.compile` of the chunked decomposition).
+Mamba-2 SSD, forward in Triton kernels, backward through its PyTorch block decomposition compiled by Inductor;
+the depthwise causal conv and the fused residual add + RMSNorm (forward and backward).
 
 Checked on CPU with `TRITON_INTERPRET=1` (tests/kernels_triton) and on CUDA against the fp64 reference.
 """
+from .add_rms_norm import add_rms_norm_triton
+from .causal_conv1d import causal_conv1d_triton
 from .launch import ScanConfig
 from .selective_scan import selective_scan_triton
 from .ssd import ssd_triton
 
-__all__ = ["ScanConfig", "selective_scan_triton", "ssd_triton"]
+__all__ = ["ScanConfig", "add_rms_norm_triton", "causal_conv1d_triton", "selective_scan_triton", "ssd_triton"]

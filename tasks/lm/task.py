@@ -13,6 +13,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from mambaseq.config import LMConfig
 from mambaseq.lm import MambaLM
+from mambaseq.losses import DEFAULT_CHUNK_SIZE, linear_cross_entropy
 from mambaseq.tasks.base import SequenceTask, TaskOutput
 from mambaseq.tasks.optim import OptimizerConfig
 
@@ -24,13 +25,20 @@ class LanguageModelTask(SequenceTask):
     """Causal LM. Batches: `{"input_ids": (b, L), "labels": (b, L)}` int64, labels = inputs shifted by one,
     `-100` where no loss is taken."""
 
-    def __init__(self, lm: LMConfig = LMConfig(), optimizer: OptimizerConfig = OptimizerConfig()) -> None:
-        """`lm` and `optimizer` may also be dicts (as `load_from_checkpoint` passes the saved hparams) or None."""
+    def __init__(self, lm: LMConfig = LMConfig(), optimizer: OptimizerConfig = OptimizerConfig(),
+                 loss_chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
+        """`lm` and `optimizer` may also be dicts (as `load_from_checkpoint` passes the saved hparams) or None.
+        `loss_chunk_size` > 0: the loss applies the LM head in chunks of that many rows (`linear_cross_entropy`, no
+        full `(b*L, V)` logits; same value); 0: full logits then `F.cross_entropy`."""
         super().__init__(optimizer)
+        if loss_chunk_size < 0:
+            raise ValueError(f"LanguageModelTask: loss_chunk_size={loss_chunk_size}, expected >= 0 (0 = full logits)")
+        self.loss_chunk_size = loss_chunk_size
         self.lm_config = LMConfig.from_dict(lm if isinstance(lm, dict) else (lm or LMConfig()).to_dict())
         self.model = MambaLM(self.lm_config)
         self.unigram_baseline: float | None = None
-        self.save_hyperparameters({"lm": self.lm_config.to_dict(), **self.plain_hparams()})
+        self.save_hyperparameters({"lm": self.lm_config.to_dict(), "loss_chunk_size": loss_chunk_size,
+                                  **self.plain_hparams()})
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         """input_ids: (b, L) -> logits (b, L, padded_vocab)."""
@@ -38,8 +46,12 @@ class LanguageModelTask(SequenceTask):
 
     def compute_loss(self, batch: dict[str, torch.Tensor]) -> TaskOutput:
         input_ids, labels = batch["input_ids"], batch["labels"]
-        logits = self.model(input_ids)
-        loss = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_INDEX)
+        if self.loss_chunk_size > 0:
+            loss = linear_cross_entropy(self.model.hidden_states(input_ids), self.model.lm_head.weight, labels,
+                                        chunk_size=self.loss_chunk_size, ignore_index=IGNORE_INDEX)
+        else:
+            logits = self.model(input_ids)
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_INDEX)
         num_targets = (labels != IGNORE_INDEX).sum()
         return TaskOutput(loss=loss, num_tokens=input_ids.numel(), num_targets=num_targets)
 

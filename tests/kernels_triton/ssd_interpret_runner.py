@@ -1,0 +1,44 @@
+"""Runs `ssd_triton` (Triton forward kernels, PyTorch-recompute backward) on CPU under `TRITON_INTERPRET=1` in fp32
+against the fp64 reference and prints every case's errors as JSON.
+
+Started as a subprocess by test_ssd_triton.py (the interpreter setting is read when kernels are defined and must
+not leak into other tests). Usage: python ssd_interpret_runner.py CASE [CASE ...].
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+if os.environ.get("TRITON_INTERPRET") != "1":
+    raise SystemExit("ssd_interpret_runner.py: set TRITON_INTERPRET=1 (kernels must be defined in interpreter mode)")
+
+import torch  # noqa: E402
+
+import interpret_runner  # noqa: E402,F401 - importing it patches Triton 3.6's interpreter for NumPy >= 2.4
+from mambaseq.kernels.triton import ssd_triton  # noqa: E402
+from mambaseq.kernels.triton.ssd import SSDFunction  # noqa: E402
+from ssd_cases import INTERPRETER_CASES, compare_with_reference, ssd_problem  # noqa: E402
+
+
+def run_case(name: str) -> dict[str, float]:
+    shape, chunk_size, options = INTERPRETER_CASES[name]
+    problem = ssd_problem(*shape, generator=torch.Generator().manual_seed(len(name)), **options)
+    calls = []
+    original_apply = SSDFunction.apply
+
+    def counting_apply(*args):
+        calls.append(args)
+        return original_apply(*args)
+
+    SSDFunction.apply = counting_apply  # proves the Triton path ran, not the PyTorch fallback
+    try:
+        errors = compare_with_reference(problem, ssd_triton, torch.float32, chunk_size=chunk_size)
+    finally:
+        SSDFunction.apply = original_apply
+    errors["triton_calls"] = float(len(calls))
+    return errors
+
+
+if __name__ == "__main__":
+    print(json.dumps({name: run_case(name) for name in sys.argv[1:]}))

@@ -1,0 +1,141 @@
+"""Triton causal conv (`causal_conv1d_triton`, forward + backward) against the fp64 PyTorch kernel: output, final
+state and the gradients of x, weight, bias and initial_state; plus dispatch ("triton", and "auto" on CUDA without
+causal-conv1d) and Mamba-1 / Mamba-2 mixers on the Triton backend.
+
+Errors are relative errors of the norm. Tolerances: fp32 kernels in the CPU interpreter 1e-5 (observed <= 1.1e-7);
+on CUDA fp32 1e-4 (reordered sums of the weight gradient over batch x L); bf16 x 1e-2 (the output and dx are
+rounded to bf16, ~4e-3 per rounding; observed <= 3.6e-3 in the interpreter).
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+from functools import partial
+from pathlib import Path
+
+import pytest
+import torch
+
+from causal_conv1d_cases import GRADIENTS, INTERPRETER_CASES, compare_with_reference, conv_problem
+from mambaseq.kernels.triton.causal_conv1d import causal_conv1d_triton
+
+HERE = Path(__file__).parent
+RUNNER = HERE / "causal_conv1d_interpret_runner.py"
+INTERPRETER_TOLERANCE = {torch.float32: 1e-5, torch.bfloat16: 1e-2}
+CUDA_TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 1e-2}
+dispatch = importlib.import_module("mambaseq.kernels.dispatch")
+
+
+def _assert_close(errors: dict[str, float], tolerance: float) -> None:
+    too_large = {name: f"{error:.2e}" for name, error in errors.items() if not error <= tolerance}
+    assert not too_large, f"relative errors above {tolerance}: {too_large} (all: {errors})"
+
+
+def _expected_keys(options: dict) -> set[str]:
+    keys = {"out", *GRADIENTS}
+    if options.get("return_final_state", True):
+        keys.add("final_state")
+    if not options.get("with_bias", True):
+        keys.discard("dbias")
+    if not options.get("with_initial_state", True):
+        keys.discard("dinitial_state")
+    return keys
+
+
+@pytest.fixture(scope="module")
+def interpreter_errors() -> dict[str, dict[str, float]]:
+    """Errors of every interpreter case, from one subprocess (one start of torch and Triton)."""
+    env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
+    completed = subprocess.run([sys.executable, str(RUNNER), *INTERPRETER_CASES], env=env, capture_output=True,
+                               text=True, timeout=300, cwd=HERE)
+    if completed.returncode != 0:
+        pytest.fail(f"{RUNNER.name} failed (exit {completed.returncode}):\n{completed.stderr[-4000:]}")
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("case", list(INTERPRETER_CASES))
+def test_interpreted_triton_conv_matches_fp64_reference(interpreter_errors, case):
+    errors = dict(interpreter_errors[case])
+    assert errors.pop("triton_calls") == 1.0, "causal_conv(backend='triton') did not run the Triton kernels"
+    assert errors.pop("dtypes_match") == 1.0, "output / gradient dtypes differ from the inputs'"
+    options = INTERPRETER_CASES[case][-1]
+    assert errors.keys() == _expected_keys(options)
+    _assert_close(errors, INTERPRETER_TOLERANCE[options.get("dtype", torch.float32)])
+
+
+def test_bad_arguments_are_named():
+    x, weight = torch.randn(1, 4, 6), torch.randn(4, 3)
+    with pytest.raises(ValueError, match="activation='relu'"):
+        causal_conv1d_triton(x, weight, activation="relu")
+    with pytest.raises(ValueError, match=r"weight shape \(3, 3\), expected \(4, width\)"):
+        causal_conv1d_triton(x, weight[:3])
+    with pytest.raises(ValueError, match=r"initial_state shape \(1, 4, 3\), expected \(1, 4, 2\)"):
+        causal_conv1d_triton(x, weight, initial_state=torch.zeros(1, 4, 3))
+    with pytest.raises(ValueError, match="x has dtype torch.float64"):
+        causal_conv1d_triton(x.double(), weight)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("batch, channels, seqlen, width, options", [
+    pytest.param(2, 1536, 2048, 4, dict(channel_last=True), id="mamba-layout-states"),
+    pytest.param(3, 200, 1000, 4, dict(with_initial_state=False), id="contiguous-final-state"),
+    pytest.param(2, 96, 777, 3, dict(activation=None, with_bias=False, channel_last=True), id="width3-plain"),
+    pytest.param(2, 64, 3, 4, dict(), id="shorter-than-state"),
+])
+def test_cuda_triton_conv_matches_fp64_reference(seed, dtype, batch, channels, seqlen, width, options):
+    problem = conv_problem(batch, channels, seqlen, width, dtype=dtype, device="cuda",
+                           generator=torch.Generator().manual_seed(seed), **options)
+    errors = compare_with_reference(problem, causal_conv1d_triton)
+    assert errors.pop("dtypes_match") == 1.0
+    assert errors.keys() == _expected_keys(options)
+    _assert_close(errors, CUDA_TOLERANCE[dtype])
+
+
+@pytest.mark.gpu
+def test_auto_backend_uses_triton_on_cuda_without_causal_conv1d(seed, monkeypatch):
+    real_optional = dispatch._optional
+    monkeypatch.setattr(dispatch, "_optional", lambda module, name: (None, "absent") if module == "causal_conv1d"
+                        else real_optional(module, name))
+    from mambaseq.kernels import causal_conv
+    from mambaseq.kernels.triton.causal_conv1d import CausalConv1dFunction
+
+    calls = []
+    original_apply = CausalConv1dFunction.apply
+    monkeypatch.setattr(CausalConv1dFunction, "apply", lambda *args: calls.append(1) or original_apply(*args))
+    problem = conv_problem(2, 24, 50, 4, device="cuda", generator=torch.Generator().manual_seed(seed))
+    errors = compare_with_reference(problem, partial(causal_conv, backend="auto"))
+    assert calls, "auto did not pick the Triton conv"
+    errors.pop("dtypes_match")
+    _assert_close(errors, CUDA_TOLERANCE[torch.float32])
+    calls.clear()
+    causal_conv(problem["x"].double(), problem["weight"].double(), backend="auto")  # fp64: PyTorch conv
+    assert not calls
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kind", ["mamba1", "mamba2"])
+def test_mixer_on_triton_backend_matches_chunked(seed, kind):
+    """The conv's channel-last output feeds x_proj / the SSD's head split: whole-mixer outputs and gradients agree
+    (Triton scan / SSD and conv vs the PyTorch chunked kernels, fp32; 1e-3, or 1e-2 for Mamba-2, whose SSD may take
+    its fp32 matmuls in TF32). A layout mistake would be off by O(1)."""
+    from mambaseq.config import Mamba1Config, Mamba2Config
+    from mambaseq.mixers import build_mixer
+
+    torch.manual_seed(seed)
+    config = Mamba1Config() if kind == "mamba1" else Mamba2Config(d_state=32, headdim=16, ngroups=2)
+    mixers = {backend: build_mixer(64, config, backend).cuda() for backend in ("triton", "chunked")}
+    mixers["chunked"].load_state_dict(mixers["triton"].state_dict())
+    hidden = torch.randn(2, 300, 64, device="cuda")
+    results = {}
+    for backend, mixer in mixers.items():
+        out = mixer(hidden)
+        out.square().sum().backward()
+        results[backend] = (out, {name: p.grad for name, p in mixer.named_parameters()})
+    tolerance = 1e-3 if kind == "mamba1" else 1e-2
+    assert (results["triton"][0] - results["chunked"][0]).norm() / results["chunked"][0].norm() < tolerance
+    for name, grad in results["chunked"][1].items():
+        assert (results["triton"][1][name] - grad).norm() / grad.norm() < tolerance, name
