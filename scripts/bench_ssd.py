@@ -119,8 +119,8 @@ def benchmark_shape(shape: Shape, args: argparse.Namespace, device: str, dtype: 
             with torch.no_grad():
                 outputs[name] = run(problem).float()
             results[name] = time_forward_backward(run, problem, args.repeats, args.warmup, device == "cuda")
-        except torch.cuda.OutOfMemoryError as error:
-            print(f"{name} at {shape}: out of memory ({str(error).splitlines()[0]})")
+        except (torch.cuda.OutOfMemoryError, torch._dynamo.exc.TorchDynamoException) as error:
+            print(f"{name} at {shape}: {type(error).__name__} ({str(error).splitlines()[0]}); row left out")
             outputs.pop(name, None)
         if device == "cuda":
             torch.cuda.empty_cache()

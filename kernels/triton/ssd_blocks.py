@@ -19,6 +19,14 @@ from ..ssd_chunked import CHUNKS_PER_BLOCK, _pass_states
 _LOW_PRECISION = (torch.bfloat16, torch.float16)
 
 
+@torch.compiler.disable
+def _cumsum_last(t: torch.Tensor) -> torch.Tensor:
+    """Cumulative sum over the last dim, kept out of Inductor graphs: torch 2.11's Triton codegen of the split scan
+    it picks for a (8, 48, 8, 256) cumsum fails (InductorError in `get_block_shape`), so the scan runs eagerly
+    between the compiled graphs (exact, where a triangular matmul would round under TF32)."""
+    return torch.cumsum(t, dim=-1)
+
+
 def chunk_decays(dt: torch.Tensor, A: torch.Tensor, chunk_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """dt: (batch, L, nheads) processed step sizes, A: (nheads,) -> (dt, cum) both (batch, nheads, n_chunks,
     chunk_size) in dt's dtype: dt zero-padded to whole chunks, cum = cumulative sum of dt*A within each chunk."""
@@ -26,7 +34,7 @@ def chunk_decays(dt: torch.Tensor, A: torch.Tensor, chunk_size: int) -> tuple[to
     n_chunks = max(1, -(-seqlen // chunk_size))
     dt = F.pad(dt, (0, 0, 0, n_chunks * chunk_size - seqlen))
     dt = dt.reshape(batch, n_chunks, chunk_size, nheads).permute(0, 3, 1, 2)
-    return dt, torch.cumsum(dt * A.to(dt.dtype)[:, None, None], dim=-1)
+    return dt, _cumsum_last(dt * A.to(dt.dtype)[:, None, None])
 
 
 def ssd_blocks(
