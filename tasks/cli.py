@@ -63,6 +63,17 @@ def register_resolvers() -> None:
             register(name, function)
 
 
+class StepBudgetProgressBar(RichProgressBar):
+    """Rich progress bar whose train label reads "Epoch E" (not Lightning's "Epoch E/-2") when training is bounded by
+    `max_steps` alone (`max_epochs` -1)."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        max_epochs = self.trainer.max_epochs
+        description = f"Epoch {current_epoch}" + (f"/{max_epochs - 1}" if max_epochs is not None and max_epochs > 0
+                                                  else "")
+        return f"{description:{len(self.validation_description)}}"
+
+
 class MambaCLI(LightningCLI):
     """LightningCLI with the atomic `checkpoint` callback (configurable under `checkpoint:`) and a rich progress bar."""
 
@@ -73,7 +84,7 @@ class MambaCLI(LightningCLI):
         configured = list(config.get("callbacks") or []) + list(callbacks)
         wants_bar = config.get("enable_progress_bar", True) is not False
         if wants_bar and not any(isinstance(callback, ProgressBar) for callback in configured):
-            callbacks = [*callbacks, RichProgressBar()]
+            callbacks = [*callbacks, StepBudgetProgressBar()]
         return super()._instantiate_trainer(config, callbacks)
 
 

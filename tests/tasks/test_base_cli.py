@@ -66,6 +66,19 @@ def test_interpolation_resolvers_and_instantiation(config_file):
     assert cli.trainer._accelerator_connector.use_distributed_sampler is False
 
 
+def test_progress_bar_label_has_no_negative_epoch_bound_under_a_step_budget(config_file):
+    cli = build_cli(["--config", str(config_file)], run=False)
+    bar = next(c for c in cli.trainer.callbacks if isinstance(c, RichProgressBar))
+    bar._trainer = cli.trainer  # as `setup` does at fit time
+    for unbounded in (None, -1):  # Lightning sets -1 at fit time when max_steps alone bounds training
+        cli.trainer.fit_loop.max_epochs = unbounded
+        assert bar._get_train_description(3).strip() == "Epoch 3"
+    cli = build_cli(["--config", str(config_file), "--trainer.max_epochs", "5"], run=False)
+    bar = next(c for c in cli.trainer.callbacks if isinstance(c, RichProgressBar))
+    bar._trainer = cli.trainer
+    assert bar._get_train_description(3).strip() == "Epoch 3/4"
+
+
 def test_command_line_overrides(config_file):
     cli = build_cli(["--config", str(config_file), "--model.init_args.lm.backbone.n_layer", "3",
                      "--data.init_args.seq_len", "8", "--trainer.enable_progress_bar", "false"], run=False)
