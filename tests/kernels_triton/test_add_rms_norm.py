@@ -8,16 +8,13 @@ and 1e-4 on CUDA (approximate sqrt, other summation order over thousands of rows
 """
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from add_rms_norm_cases import INTERPRETER_CASES, NAMES, compare_with_reference, norm_problem
+from interpreted import run_interpreted
 from mambaseq.config import BackboneConfig
 from mambaseq.kernels.triton.add_rms_norm import AddRMSNormFunction, add_rms_norm_triton
 
@@ -42,12 +39,7 @@ def _check(errors: dict[str, float], has_residual: bool, tolerance: float) -> No
 @pytest.fixture(scope="module")
 def interpreter_errors() -> dict[str, dict[str, float]]:
     """Errors of every interpreter case, from one subprocess (one start of torch and Triton)."""
-    env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
-    completed = subprocess.run([sys.executable, str(RUNNER), *INTERPRETER_CASES], env=env, capture_output=True,
-                               text=True, timeout=300, cwd=HERE)
-    if completed.returncode != 0:
-        pytest.fail(f"{RUNNER.name} failed (exit {completed.returncode}):\n{completed.stderr[-4000:]}")
-    return json.loads(completed.stdout.strip().splitlines()[-1])
+    return run_interpreted(RUNNER, INTERPRETER_CASES)
 
 
 @pytest.mark.parametrize("case", list(INTERPRETER_CASES))

@@ -9,10 +9,6 @@ rounded to bf16, ~4e-3 per rounding; observed <= 3.6e-3 in the interpreter).
 from __future__ import annotations
 
 import importlib
-import json
-import os
-import subprocess
-import sys
 from functools import partial
 from pathlib import Path
 
@@ -20,6 +16,7 @@ import pytest
 import torch
 
 from causal_conv1d_cases import GRADIENTS, INTERPRETER_CASES, compare_with_reference, conv_problem
+from interpreted import run_interpreted
 from mambaseq.kernels.triton.causal_conv1d import causal_conv1d_triton
 
 HERE = Path(__file__).parent
@@ -48,12 +45,7 @@ def _expected_keys(options: dict) -> set[str]:
 @pytest.fixture(scope="module")
 def interpreter_errors() -> dict[str, dict[str, float]]:
     """Errors of every interpreter case, from one subprocess (one start of torch and Triton)."""
-    env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
-    completed = subprocess.run([sys.executable, str(RUNNER), *INTERPRETER_CASES], env=env, capture_output=True,
-                               text=True, timeout=300, cwd=HERE)
-    if completed.returncode != 0:
-        pytest.fail(f"{RUNNER.name} failed (exit {completed.returncode}):\n{completed.stderr[-4000:]}")
-    return json.loads(completed.stdout.strip().splitlines()[-1])
+    return run_interpreted(RUNNER, INTERPRETER_CASES)
 
 
 @pytest.mark.parametrize("case", list(INTERPRETER_CASES))

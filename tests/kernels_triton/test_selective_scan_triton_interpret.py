@@ -6,15 +6,12 @@ gradient: tolerance 1e-5 (observed <= 4e-7 on these tiny problems).
 """
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from scan_cases import INTERPRETER_CASES
+from interpreted import run_interpreted
 
 RUNNER = Path(__file__).with_name("interpret_runner.py")
 TOLERANCE = 1e-5
@@ -22,13 +19,8 @@ TOLERANCE = 1e-5
 
 @pytest.fixture(scope="module")
 def interpreter_errors() -> dict[str, dict[str, float]]:
-    """Errors of every case, from one interpreter subprocess (one start of torch and Triton)."""
-    env = {**os.environ, "TRITON_INTERPRET": "1"}
-    completed = subprocess.run([sys.executable, str(RUNNER), *INTERPRETER_CASES], env=env, capture_output=True,
-                               text=True, timeout=300, cwd=RUNNER.parent)
-    if completed.returncode != 0:
-        pytest.fail(f"{RUNNER.name} failed (exit {completed.returncode}):\n{completed.stderr[-4000:]}")
-    return json.loads(completed.stdout.strip().splitlines()[-1])
+    """Errors of every interpreter case, from one subprocess (one start of torch and Triton)."""
+    return run_interpreted(RUNNER, INTERPRETER_CASES)
 
 
 @pytest.mark.parametrize("case", list(INTERPRETER_CASES))

@@ -9,7 +9,6 @@ keep 8 bits, one rounding is ~4e-3 and long sums of them add up).
 """
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from mambaseq.kernels import dispatch, ssd
 from mambaseq.kernels.triton import ssd as ssd_module
 from mambaseq.kernels.triton.ssd_blocks import ssd_blocks
 from ssd_cases import INTERPRETER_CASES, compare_with_reference, ssd_problem
+from interpreted import run_interpreted
 
 HERE = Path(__file__).parent
 RUNNER = HERE / "ssd_interpret_runner.py"
@@ -40,12 +40,7 @@ def _assert_close(errors: dict[str, float], tolerance: float) -> None:
 @pytest.fixture(scope="module")
 def interpreter_errors() -> dict[str, dict[str, float]]:
     """Errors of every interpreter case, from one subprocess (one start of torch and Triton)."""
-    env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
-    completed = subprocess.run([sys.executable, str(RUNNER), *INTERPRETER_CASES], env=env, capture_output=True,
-                               text=True, timeout=300, cwd=HERE)
-    if completed.returncode != 0:
-        pytest.fail(f"{RUNNER.name} failed (exit {completed.returncode}):\n{completed.stderr[-4000:]}")
-    return json.loads(completed.stdout.strip().splitlines()[-1])
+    return run_interpreted(RUNNER, INTERPRETER_CASES)
 
 
 @pytest.mark.parametrize("case", list(INTERPRETER_CASES))

@@ -3,15 +3,12 @@ PyTorch steps over 3 consecutive steps (state carried): relative error of the no
 tolerance 1e-5 (observed <= 2e-7). Run in a subprocess with TRITON_INTERPRET=1 (read when kernels are defined)."""
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from state_update_cases import CASES
+from interpreted import run_interpreted
 
 RUNNER = Path(__file__).with_name("state_update_interpret_runner.py")
 TOLERANCE = 1e-5
@@ -19,12 +16,8 @@ TOLERANCE = 1e-5
 
 @pytest.fixture(scope="module")
 def interpreter_errors() -> dict[str, dict[str, float]]:
-    env = {**os.environ, "TRITON_INTERPRET": "1"}
-    completed = subprocess.run([sys.executable, str(RUNNER), *CASES], env=env, capture_output=True, text=True,
-                               timeout=300, cwd=RUNNER.parent)
-    if completed.returncode != 0:
-        pytest.fail(f"{RUNNER.name} failed (exit {completed.returncode}):\n{completed.stderr[-4000:]}")
-    return json.loads(completed.stdout.strip().splitlines()[-1])
+    """Errors of every interpreter case, from one subprocess (one start of torch and Triton)."""
+    return run_interpreted(RUNNER, CASES)
 
 
 @pytest.mark.parametrize("case", list(CASES))
