@@ -1,12 +1,12 @@
 """Backend selection for the single decoding steps: the PyTorch steps of `state_update.py` / `causal_conv1d.py`,
 mamba-ssm's Triton `selective_state_update` and causal-conv1d's CUDA `causal_conv1d_update`, or our Triton state
-update (`triton/state_update.py`). A kernel is one launch where the PyTorch step is a dozen small ones, which is
-what a decoding step at batch 1 spends its time on.
+update and conv step (`triton/state_update.py`, `triton/conv_update.py`). A kernel is one launch where the PyTorch
+step is a handful to a dozen small ones, which is what a decoding step at batch 1 spends its time on.
 
-Backends: "cuda" (the mamba-ssm / causal-conv1d kernel, or an error), "triton" (our Triton state update on CUDA
-tensors; the conv step has no Triton variant and runs in PyTorch), "auto" (on CUDA: "cuda" when importable and the
-call is supported, else "triton" for the state updates; PyTorch on CPU and inside `torch.compile`, where inductor
-fuses the PyTorch step and an external kernel would break the graph); "reference" and "chunked" run PyTorch.
+Backends: "cuda" (the mamba-ssm / causal-conv1d kernel, or an error), "triton" (our Triton kernels on CUDA tensors,
+or an error), "auto" (on CUDA: "cuda" when importable and the call is supported, else "triton"; PyTorch on CPU and
+inside `torch.compile`, where inductor fuses the PyTorch step and an external kernel would break the graph);
+"reference" and "chunked" run PyTorch.
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ _TRITON_INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 _STATE_UPDATE = ("mamba_ssm.ops.triton.selective_state_update", "selective_state_update")
 _CONV_UPDATE = ("causal_conv1d", "causal_conv1d_update")
 _TRITON_MODULE = "mambaseq.kernels.triton.state_update"  # imported lazily: Triton is optional
+_TRITON_CONV_MODULE = "mambaseq.kernels.triton.conv_update"
 
 
 def _use_cuda(backend: str, kernel: tuple[str, str], tensor: torch.Tensor, unsupported: str) -> bool:
@@ -42,17 +43,19 @@ def _use_cuda(backend: str, kernel: tuple[str, str], tensor: torch.Tensor, unsup
     return backend == "auto" and tensor.is_cuda and not unsupported and _optional(*kernel)[0] is not None
 
 
-def _triton_step(name: str, backend: str, x: torch.Tensor, state: torch.Tensor) -> Callable | None:
-    """Our Triton state update `name` if it should run (after `_use_cuda` said no), else None; backend="triton"
-    raises when it cannot."""
+def _triton_step(name: str, backend: str, x: torch.Tensor, state: torch.Tensor, module: str = _TRITON_MODULE,
+                 unsupported: str = "") -> Callable | None:
+    """Our Triton step kernel `module.name` if it should run (after `_use_cuda` said no), else None;
+    backend="triton" raises when it cannot (`unsupported`: why this call cannot, beyond device and dtypes)."""
     dtypes_ok = x.dtype in _CUDA_DTYPES and state.dtype in _CUDA_DTYPES
     if backend == "triton":
-        if not (x.is_cuda or _TRITON_INTERPRET) or not dtypes_ok:
+        if not (x.is_cuda or _TRITON_INTERPRET) or not dtypes_ok or unsupported:
             raise ValueError(f"kernel backend='triton' cannot run this decoding step: tensors on {x.device} with "
-                             f"dtypes x={x.dtype}, state={state.dtype} (expected CUDA, one of {_CUDA_DTYPES})")
-        return _require(_TRITON_MODULE, name, backend)
-    if backend == "auto" and x.is_cuda and dtypes_ok and not torch.compiler.is_compiling():
-        return _optional(_TRITON_MODULE, name)[0]
+                             f"dtypes x={x.dtype}, state={state.dtype} (expected CUDA, one of {_CUDA_DTYPES})"
+                             + (f"; {unsupported}" if unsupported else ""))
+        return _require(module, name, backend)
+    if backend == "auto" and x.is_cuda and dtypes_ok and not unsupported and not torch.compiler.is_compiling():
+        return _optional(module, name)[0]
     return None
 
 
@@ -139,6 +142,8 @@ def causal_conv1d_update(
     elif not 2 <= width <= 4:
         unsupported = f"width {width} (supported: 2-4)"
     if not _use_cuda(backend, _CONV_UPDATE, x, unsupported):
-        return causal_conv1d_update_torch(x, conv_state, weight, bias, activation)
+        step = _triton_step("causal_conv1d_update_triton", backend, x, conv_state, _TRITON_CONV_MODULE,
+                            f"width {width} (the Triton step needs >= 2)" if width < 2 else "")
+        return (step or causal_conv1d_update_torch)(x, conv_state, weight, bias, activation)
     kernel = _require(*_CONV_UPDATE, "cuda")
     return kernel(x, conv_state, weight, bias, activation)

@@ -57,6 +57,11 @@ def test_cuda_backend_on_cpu_tensors_raises_naming_the_device() -> None:
 def test_triton_backend_on_cpu_tensors_raises_naming_the_device() -> None:
     with pytest.raises(ValueError, match="backend='triton' cannot run this decoding step: tensors on cpu"):
         ssd_state_update(**ssd_step_inputs(D_has_hdim=False), dt_softplus=True, backend="triton")
+    with pytest.raises(ValueError, match="backend='triton' cannot run this decoding step: tensors on cpu"):
+        causal_conv1d_update(torch.randn(2, 6), torch.randn(2, 6, 3), torch.randn(6, 4), None, "silu",
+                             backend="triton")
+    with pytest.raises(ValueError, match=r"width 1 \(the Triton step needs >= 2\)"):
+        causal_conv1d_update(torch.randn(2, 6), torch.randn(2, 6, 0), torch.randn(6, 1), backend="triton")
 
 
 def test_cuda_backend_refuses_unsupported_calls_by_reason() -> None:
@@ -125,19 +130,22 @@ def test_ssd_state_update_kernels_match_fp64(backend: str, D_has_hdim: bool, dty
         torch.testing.assert_close(inputs["state"].double(), reference["state"], **tolerance)
 
 
+CONV_UPDATE_BACKENDS = [pytest.param("cuda", marks=requires_causal_conv1d), "triton"]
+
+
 @pytest.mark.gpu
 @requires_cuda
-@requires_causal_conv1d
+@pytest.mark.parametrize("backend", CONV_UPDATE_BACKENDS)
 @pytest.mark.parametrize("width", [2, 4])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
-def test_causal_conv1d_update_cuda_matches_fp64(width: int, dtype: torch.dtype, seed: int) -> None:
+def test_causal_conv1d_update_kernels_match_fp64(backend: str, width: int, dtype: torch.dtype, seed: int) -> None:
     x = torch.randn(3, 40, 5, device="cuda", dtype=dtype)
     conv_state = torch.randn(3, 40, width - 1, device="cuda", dtype=dtype)
     weight, bias = torch.randn(40, width, device="cuda", dtype=dtype), torch.randn(40, device="cuda", dtype=dtype)
     reference_state = conv_state.double()
     tolerance = dict(rtol=1e-3, atol=1e-3) if dtype == torch.float32 else dict(rtol=1e-2, atol=1e-2)
     for t in range(x.shape[-1]):
-        out = causal_conv1d_update(x[..., t], conv_state, weight, bias, "silu", backend="cuda")
+        out = causal_conv1d_update(x[..., t], conv_state, weight, bias, "silu", backend=backend)
         expected = causal_conv1d_update_torch(x[..., t].double(), reference_state, weight.double(), bias.double(),
                                               "silu")
         torch.testing.assert_close(out.double(), expected, **tolerance)

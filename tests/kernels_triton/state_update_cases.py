@@ -1,4 +1,5 @@
-"""Random inputs of single decoding steps (Mamba-1 and SSD head layouts) for the Triton step-kernel tests."""
+"""Random inputs of single decoding steps (Mamba-1 and SSD head layouts, causal conv) for the Triton step-kernel
+tests."""
 from __future__ import annotations
 
 import math
@@ -15,16 +16,27 @@ CASES = {
     "ssd_D_hdim_limit": ("ssd", dict(nheads=6, headdim=5, d_state=12, groups=3, D_has_hdim=True,
                                      dt_limit=(0.01, 0.2))),
     "ssd_no_z_strided_x": ("ssd", dict(nheads=2, headdim=16, d_state=32, with_z=False, strided=True)),
+    "conv_width4_silu": ("conv", dict(d_inner=200, width=4)),
+    "conv_width3_no_bias_linear": ("conv", dict(d_inner=24, width=3, with_bias=False, softplus=False)),
+    "conv_width2_strided": ("conv", dict(d_inner=40, width=2, strided=True)),
 }
 
 
 def step_inputs(layout: str, generator: torch.Generator, batch: int = 3, d_inner: int = 16, d_state: int = 8,
                 groups: int = 1, nheads: int = 4, headdim: int = 8, with_D: bool = True, with_z: bool = True,
                 with_bias: bool = True, softplus: bool = True, D_has_hdim: bool = False,
-                dt_limit: tuple[float, float] = (0.0, math.inf), strided: bool = False) -> dict:
-    """Keyword arguments of one step (fp32; `strided` makes x a non-contiguous view, as after a split)."""
+                dt_limit: tuple[float, float] = (0.0, math.inf), strided: bool = False, width: int = 4) -> dict:
+    """Keyword arguments of one step (fp32; `strided` makes x a non-contiguous view, as after a split). Layout
+    "conv": a causal-conv step over `d_inner` channels of `width` taps, SiLU when `softplus`, bias when `with_bias`
+    (`strided` also makes the conv state a view of a wider buffer)."""
     def randn(*shape: int) -> torch.Tensor:
         return torch.randn(*shape, generator=generator)
+
+    if layout == "conv":
+        x = randn(batch, 2 * d_inner)[:, ::2] if strided else randn(batch, d_inner)
+        conv_state = randn(batch, d_inner, width + 1)[..., 2:] if strided else randn(batch, d_inner, width - 1)
+        return dict(x=x, conv_state=conv_state, weight=randn(d_inner, width),
+                    bias=randn(d_inner) if with_bias else None, activation="silu" if softplus else None)
 
     if layout == "mamba1":
         channels = (d_inner,)

@@ -1,6 +1,6 @@
-"""Triton decoding-step kernels (Mamba-1 and SSD head layouts) on CPU through Triton's interpreter, against the fp64
-PyTorch steps over 3 consecutive steps (state carried): relative error of the norm of y and of the updated state,
-tolerance 1e-5 (observed <= 2e-7). Run in a subprocess with TRITON_INTERPRET=1 (read when kernels are defined)."""
+"""Triton decoding-step kernels (Mamba-1 and SSD head layouts, causal conv step) on CPU through Triton's
+interpreter, against the fp64 PyTorch steps over 3 consecutive steps (state carried): relative error of the norm of
+y and of the updated state, tolerance 1e-5 (observed <= 2e-7). Run in a subprocess with TRITON_INTERPRET=1 (read when kernels are defined)."""
 from __future__ import annotations
 
 from pathlib import Path
