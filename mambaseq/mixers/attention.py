@@ -87,7 +87,8 @@ class CausalSelfAttention(nn.Module):
         """Depthwise causal conv (no activation) over qkv: (b, L, qkv_dim), continuing from the cached conv state."""
         weight = self.conv1d.weight.squeeze(1)
         if cache is not None and qkv.shape[1] == 1:
-            return causal_conv1d_update(qkv[:, 0], cache.conv_state, weight, self.conv1d.bias, None).unsqueeze(1)
+            return causal_conv1d_update(qkv[:, 0], cache.conv_state, weight, self.conv1d.bias, None,
+                                        backend=self.kernel_backend).unsqueeze(1)
         if cache is None:
             return causal_conv1d(qkv.transpose(1, 2), weight, self.conv1d.bias, backend=self.kernel_backend
                                  ).transpose(1, 2)

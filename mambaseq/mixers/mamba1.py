@@ -113,11 +113,13 @@ class Mamba1Mixer(nn.Module):
     def step(self, hidden: torch.Tensor, cache: SSMLayerCache) -> torch.Tensor:
         """One recurrent step: `hidden: (b, 1, d_model) -> (b, 1, d_model)`, states in `cache` updated in place."""
         x, z = self.in_proj(hidden[:, 0]).chunk(2, dim=-1)  # (b, d_inner) each
-        x = causal_conv1d_update(x, cache.conv_state, self.conv1d.weight.squeeze(1), self.conv1d.bias, "silu")
+        x = causal_conv1d_update(x, cache.conv_state, self.conv1d.weight.squeeze(1), self.conv1d.bias, "silu",
+                                 backend=self.kernel_backend)
         dt, B, C = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         dt = dt @ self.dt_proj.weight.t()
         y = selective_state_update(cache.ssm_state, x, dt, self._A(), B, C, D=at_least_fp32(self.D), z=z,
-                                   dt_bias=at_least_fp32(self.dt_proj.bias), dt_softplus=True)
+                                   dt_bias=at_least_fp32(self.dt_proj.bias), dt_softplus=True,
+                                   backend=self.kernel_backend)
         return self.out_proj(y).unsqueeze(1)
 
     def _A(self) -> torch.Tensor:

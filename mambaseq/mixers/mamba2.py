@@ -110,13 +110,14 @@ class Mamba2Mixer(nn.Module):
         """One recurrent step: `hidden: (b, 1, d_model) -> (b, 1, d_model)`, states in `cache` updated in place."""
         batch = hidden.shape[0]
         z, xBC, dt = self.in_proj(hidden[:, 0]).split([self.d_inner, self.conv_channels, self.nheads], dim=-1)
-        xBC = causal_conv1d_update(xBC, cache.conv_state, self.conv1d.weight.squeeze(1), self.conv1d.bias, "silu")
+        xBC = causal_conv1d_update(xBC, cache.conv_state, self.conv1d.weight.squeeze(1), self.conv1d.bias, "silu",
+                                   backend=self.kernel_backend)
         x, B, C = xBC.split([self.d_inner, self.ngroups * self.d_state, self.ngroups * self.d_state], dim=-1)
         dt, dt_bias, dt_softplus = self._dt_arguments(dt)
         y = ssd_state_update(
             cache.ssm_state, x.reshape(batch, self.nheads, self.headdim), dt, self._A(),
             B.reshape(batch, self.ngroups, self.d_state), C.reshape(batch, self.ngroups, self.d_state),
-            D=self._D(), dt_bias=dt_bias, dt_softplus=dt_softplus,
+            D=self._D(), dt_bias=dt_bias, dt_softplus=dt_softplus, backend=self.kernel_backend,
         )
         return self.out_proj(self._gate(y.reshape(batch, self.d_inner), z)).unsqueeze(1)
 

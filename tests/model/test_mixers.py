@@ -108,6 +108,16 @@ def test_step_and_prefill_match_forward(name: str) -> None:
     torch.testing.assert_close(torch.cat([prefix, middle, rest], dim=1), full, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("name", ["mamba1", "mamba2", "attention-gqa-rotary-conv-mlp"])
+def test_step_runs_on_the_mixers_kernel_backend(name: str) -> None:
+    """The decoding step dispatches on the mixer's backend: "triton" cannot take CPU tensors and says so."""
+    mixer = _mixers()[name].eval()
+    mixer.kernel_backend = "triton"
+    cache = mixer.allocate_cache(2, torch.float32, "cpu")
+    with torch.no_grad(), pytest.raises(ValueError, match="backend='triton' cannot run this decoding step"):
+        mixer.step(torch.randn(2, 1, D_MODEL), cache)
+
+
 def test_forward_with_states_is_differentiable_in_the_states() -> None:
     torch.manual_seed(2)
     mixer = perturb_(Mamba2Mixer(D_MODEL, Mamba2Config(d_state=6, headdim=8, chunk_size=4)))
