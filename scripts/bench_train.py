@@ -8,6 +8,7 @@ model `torch.compile`d (auto, chunked loss), vs mamba-ssm's `MambaLMHeadModel` a
     python scripts/bench_train.py --compile             # CUDA: b8 L2048, bf16 autocast, fused AdamW, all rows
     python scripts/bench_train.py --markdown --arch mamba1 --impls mambaseq_light,mamba_ssm
     python scripts/bench_train.py --tiny                # CPU smoke run: tiny models, 2 steps, eager rows
+    python scripts/bench_train.py --arch mamba1 --impls mambaseq,mamba_ssm --profile 3   # + top kernels per row
 
 A step is zero_grad -> forward + loss under autocast -> backward -> AdamW step, on random tokens (fp32 weights).
 Per row: `--warmup` untimed steps, then `--steps` steps timed as one span (CUDA events; wall clock on CPU).
@@ -77,6 +78,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="rows per chunk of the chunked loss")
     parser.add_argument("--compile-mode", default="default", help="torch.compile mode of the mambaseq_compile row")
     parser.add_argument("--markdown", action="store_true", help="print the table as markdown")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="after timing a row, profile N more steps and print its top kernels (torch.profiler)")
+    parser.add_argument("--profile-rows", type=int, default=20, help="kernels listed per profiled row")
     parser.add_argument("--tiny", action="store_true", help="tiny models on CPU, for a smoke test")
     args = parser.parse_args(argv)
     args.steps = args.steps or (2 if args.tiny else 10)
@@ -182,6 +186,8 @@ def measure(row: Row, impl: str, config: dict, device: torch.device, args: argpa
         row.tokens_per_s = args.batch * args.seqlen * args.steps / seconds
         if device.type == "cuda":
             row.peak_gib = torch.cuda.max_memory_allocated(device) / 2**30
+        if args.profile:
+            print_profile(step, args.profile, args.profile_rows, device, f"{row.arch} {row.name}")
     except Exception as error:  # noqa: BLE001 - a row that cannot run (OOM, missing package) is reported
         row.error = f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]}"
         print(f"{row.arch} {row.name}: error: {row.error}")
@@ -205,6 +211,24 @@ def timed(step: Callable[[], torch.Tensor], steps: int, device: torch.device, la
     for _ in tqdm(range(steps), desc=label, leave=False):
         step()
     return time.perf_counter() - begin
+
+
+def print_profile(step: Callable[[], torch.Tensor], steps: int, rows: int, device: torch.device, label: str
+                  ) -> None:
+    """Profile `steps` calls of `step` and print the `rows` ops/kernels with the most self time per step (CUDA
+    kernels on the GPU, CPU ops otherwise), for finding where one implementation's step time goes."""
+    from torch.profiler import ProfilerActivity, profile
+
+    on_cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_cuda else [])
+    with profile(activities=activities) as profiler:
+        for _ in range(steps):
+            step()
+        if on_cuda:
+            torch.cuda.synchronize(device)
+    sort_by = "self_cuda_time_total" if on_cuda else "self_cpu_time_total"
+    print(f"\nprofile of {label}: {steps} steps, top {rows} by {sort_by}")
+    print(profiler.key_averages().table(sort_by=sort_by, row_limit=rows, max_name_column_width=70))
 
 
 def free(device: torch.device) -> None:

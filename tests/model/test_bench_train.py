@@ -44,3 +44,11 @@ def test_default_rows_include_the_triton_backend_and_compile_is_opt_in() -> None
     assert "mambaseq_triton" in default and "mamba_ssm" in default and "mambaseq_compile" not in default
     assert module.parse_args(["--compile"]).impls == [*default, "mambaseq_compile"]
     assert module.KERNEL_BACKENDS["mambaseq_triton"] == "triton"
+
+
+def test_profile_prints_the_top_ops_of_each_row(capsys) -> None:
+    _load_script().main(["--tiny", "--arch", "mamba1", "--impls", "mambaseq_light", "--profile", "1",
+                         "--profile-rows", "5"])
+    out = capsys.readouterr().out
+    assert "profile of mamba1 mambaseq auto (chunked loss): 1 steps, top 5 by self_cpu_time_total" in out
+    assert "Self CPU" in out and "aten::" in out
