@@ -32,7 +32,10 @@ class ResumableSampler(Sampler[int]):
         self.start = 0
 
     def set_epoch(self, epoch: int) -> None:
-        """Called by Lightning at each epoch start."""
+        """Called by Lightning at each epoch start. A restored position belongs to its own epoch: moving to another
+        epoch starts it from the beginning (a checkpoint taken after an epoch's last batch resumes in the next)."""
+        if epoch != self.epoch:
+            self.start = 0
         self.epoch = epoch
 
     def per_rank(self) -> int:

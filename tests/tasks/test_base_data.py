@@ -67,6 +67,24 @@ def test_loader_state_resumes_mid_epoch():
     assert len(_epoch(resumed)) == 10  # the next epoch starts from its beginning
 
 
+def test_state_saved_after_an_epochs_last_batch_resumes_in_the_next_epoch_from_its_start():
+    """A checkpoint after the last full batch (here 9 of 10 samples consumed, drop_last) is restored, then Lightning
+    starts the next epoch: that epoch is complete, not cut by the old position (which once skipped a whole epoch)."""
+    reference = ResumableDataLoader(Numbers(10), batch_size=3, shuffle=True, seed=4)
+    reference.resumable_sampler.set_epoch(1)
+    next_epoch = _epoch(reference)
+    interrupted = ResumableDataLoader(Numbers(10), batch_size=3, shuffle=True, seed=4)
+    iterator = iter(interrupted)
+    for _ in range(3):
+        next(iterator)
+    state = interrupted.state_dict()
+    assert state["epoch"] == 0 and state["samples_consumed"] == 9
+    resumed = ResumableDataLoader(Numbers(10), batch_size=3, shuffle=True, seed=4)
+    resumed.load_state_dict(state)
+    resumed.resumable_sampler.set_epoch(1)
+    assert _epoch(resumed) == next_epoch and len(next_epoch) == 3
+
+
 def test_loader_state_resumes_on_another_world_size():
     """2 ranks x batch 2 for 3 steps (12 samples), resumed on 1 rank x batch 4: the same global batches follow."""
     single = ResumableDataLoader(Numbers(40), batch_size=4, shuffle=True, seed=1)

@@ -1,5 +1,5 @@
 """Time-series forecasting example: chronological splits, train-only normalization, the naive baseline, a tiny
-Lightning fit on a fixed batch, and the quickstart YAML through the CLI."""
+Lightning fit on a fixed batch, the quickstart YAML through the CLI, and exact resume."""
 import csv
 from pathlib import Path
 
@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
+from mambaseq.tasks.cli import build_cli
 from mambaseq.tasks.cli import main as cli_main
 from mambaseq.tasks.timeseries.forecasting import MACRODATA, ForecastingDataModule, ForecastingTask, read_channels
 
@@ -90,3 +91,21 @@ def test_quickstart_config_runs_through_the_cli(tmp_path, monkeypatch):
     with open(log_dir / "metrics.csv") as handle:
         rows = [row for row in csv.DictReader(handle) if row.get("val/loss")]
     assert rows and float(rows[-1]["val/naive_mse"]) > 0 and np.isfinite(float(rows[-1]["val/loss"]))
+
+
+def test_resume_after_an_epochs_last_batch_matches_uninterrupted_run(tmp_path, monkeypatch):
+    """The modality gets the base task's exact resume: stopped after 6 steps (the last batch of the second epoch of
+    3) and resumed from `last.ckpt` to 10, the weights equal those of an uninterrupted 10-step run."""
+    monkeypatch.chdir(tmp_path)
+    common = ["--config", str(QUICKSTART), "--trainer.logger", "false", "--trainer.callbacks", "[]",
+              "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+              "--trainer.check_val_every_n_epoch", "2", "--checkpoint.every_n_train_steps", "1",
+              "--model.init_args.optimizer.total_steps", "10"]
+    uninterrupted = build_cli(["fit", *common, "--trainer.max_steps", "10", "--trainer.default_root_dir", "a"])
+    build_cli(["fit", *common, "--trainer.max_steps", "6", "--trainer.default_root_dir", "b"])
+    resumed = build_cli(["fit", *common, "--trainer.max_steps", "10", "--trainer.default_root_dir", "b",
+                         "--ckpt_path", "last"])
+    assert resumed.trainer.global_step == 10
+    expected, actual = uninterrupted.model.state_dict(), resumed.model.state_dict()
+    for key, value in expected.items():
+        torch.testing.assert_close(actual[key], value, rtol=0, atol=0, msg=key)
