@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from mambaseq.generation import stream
+from mambaseq.generation_cuda_graph import graph_capture_problem
 from mambaseq.pretrained.formats import read_checkpoint
 from mambaseq.pretrained.hub import resolve_pretrained
 from mambaseq.pretrained.layout import EXPECTED_LAYOUT
@@ -38,7 +39,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help="auto: the checkpoint's dtype on GPU, float32 on CPU")
     parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     parser.add_argument("--seed", type=int, default=None, help="seed of the sampler (reproducible output)")
+    parser.add_argument("--cuda-graph", default="auto", choices=["auto", "on", "off"],
+                        help="replay each decoding step from a CUDA graph (auto: on CUDA for Mamba-1/2 models)")
     return parser
+
+
+def use_cuda_graph(choice: str, model: torch.nn.Module, device: torch.device) -> bool:
+    """Whether to decode from CUDA graphs: "auto" where it can run, "on" or an error saying why it cannot."""
+    problem = "needs a CUDA device" if device.type != "cuda" else graph_capture_problem(model)
+    if choice == "on" and problem:
+        raise ValueError(f"--cuda-graph on: {problem}")
+    return choice != "off" and not problem
 
 
 def default_tokenizer_source(checkpoint_path: Path) -> str | Path:
@@ -70,10 +81,11 @@ def run(args: argparse.Namespace) -> None:
     detokenizer = IncrementalDetokenizer(tokenizer, prompt_ids)
     sys.stdout.write(args.prompt)
     sys.stdout.flush()
+    cuda_graph = use_cuda_graph(args.cuda_graph, model, device)
     start, count = time.perf_counter(), 0
     for next_tokens in stream(model, input_ids, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                               top_p=args.top_p, repetition_penalty=args.repetition_penalty,
-                              eos_token_id=tokenizer.eos_token_id):
+                              eos_token_id=tokenizer.eos_token_id, cuda_graph=cuda_graph):
         token = int(next_tokens[0])
         if token == tokenizer.eos_token_id:
             break
@@ -82,8 +94,8 @@ def run(args: argparse.Namespace) -> None:
         sys.stdout.flush()
     sys.stdout.write(detokenizer.flush() + "\n")
     seconds = time.perf_counter() - start
-    print(f"[{count} tokens in {seconds:.2f} s, {count / max(seconds, 1e-9):.1f} tokens/s on {device}]",
-          file=sys.stderr)
+    print(f"[{count} tokens in {seconds:.2f} s, {count / max(seconds, 1e-9):.1f} tokens/s on {device}"
+          f"{', CUDA graphs' if cuda_graph else ''}]", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -57,6 +57,28 @@ def test_generate_sampling_is_reproducible_with_a_seed(checkpoint, capsys) -> No
     assert outputs[0].startswith(PROMPT) and len(outputs[0]) > len(PROMPT) + 1
 
 
+def test_generate_cuda_graph_choice(checkpoint, capsys) -> None:
+    """auto: CUDA graphs where they can run (here the CPU: off); on: an error saying why they cannot."""
+    with pytest.raises(SystemExit, match="mambaseq generate: error: --cuda-graph on: needs a CUDA device"):
+        mambaseq_main(["generate", "--model", str(checkpoint), "--prompt", PROMPT, "--device", "cpu",
+                       "--cuda-graph", "on"])
+    mambaseq_main(["generate", "--model", str(checkpoint), "--prompt", PROMPT, "--max-new-tokens", "3",
+                   "--device", "cpu", "--cuda-graph", "auto"])
+    assert "CUDA graphs" not in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+def test_generate_with_cuda_graphs_matches_eager_greedy_output(checkpoint, capsys) -> None:
+    outputs = []
+    for choice in ("off", "on"):
+        mambaseq_main(["generate", "--model", str(checkpoint), "--prompt", PROMPT, "--max-new-tokens", "12",
+                       "--temperature", "0", "--device", "cuda", "--dtype", "float32", "--cuda-graph", choice])
+        captured = capsys.readouterr()
+        outputs.append(captured.out)
+    assert "CUDA graphs" in captured.err
+    assert outputs[0] == outputs[1]
+
+
 def test_generate_reports_errors_without_a_traceback(tmp_path, capsys) -> None:
     with pytest.raises(SystemExit, match="mambaseq generate: error: .*missing.ckpt does not exist"):
         mambaseq_main(["generate", "--model", str(tmp_path / "missing.ckpt"), "--prompt", "hi"])
