@@ -19,7 +19,9 @@ from mambaseq.config import LMConfig
 from mambaseq.lm import MambaLM
 from mambaseq.tasks.lm.task import LM_CONFIG_KEY
 from mambaseq.tasks.synthetic.datamodule import build_task
+from mambaseq.tasks.synthetic.data import validation_set
 from mambaseq.tasks.synthetic.evaluate import accuracy_table, evaluate_length
+from mambaseq.tasks.synthetic.memory import memory_horizons
 from mambaseq.tasks.synthetic.train import SyntheticTrainConfig, train_synthetic
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "synthetic" / "induction_heads.yaml"
@@ -93,6 +95,11 @@ def main() -> None:
             torch.save({LM_CONFIG_KEY: model.config.to_dict(),
                         "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}}, args.save)
     model.to(device).eval()
+    probe = validation_set(task, train_len, 8, seed)
+    memories = memory_horizons(model, torch.stack([probe[i]["input_ids"] for i in range(len(probe))]).to(device))
+    memory_lines = [f"layer {m.layer}: slowest decay {m.slowest_rate:.2e} per step, memory horizon {m.horizon:,.0f} "
+                    f"steps" for m in memories]
+    print("\n".join(memory_lines), flush=True)
     results = []
     for exponent in range(args.min_log2, args.max_log2 + 1):
         result = evaluate_length(model, task, 2**exponent, args.eval_examples, seed, device,
@@ -102,6 +109,8 @@ def main() -> None:
               flush=True)
     mixer = model.config.backbone.mixer.kind
     table = accuracy_table(results, f"Induction heads, {mixer}, trained at length {train_len}")
+    table += "\n\nMemory horizons (1 / slowest mean per-step decay, `mambaseq.tasks.synthetic.memory`):\n" + \
+        "\n".join(f"- {line}" for line in memory_lines)
     print("\n" + table)
     if args.output:
         Path(args.output).write_text(table + "\n")
