@@ -5,6 +5,7 @@ KV cache); greedy, fixed length.
 
     python scripts/bench_generate.py                   # H100: batch 1 and 64, prompt 2048 + 128 new, fp16, all rows
     python scripts/bench_generate.py --tiny            # CPU smoke run: tiny models, eager + transformer rows
+    python scripts/bench_generate.py --batch 1 --impls cuda_graph,mamba_ssm --profile 32   # + top kernels per row
 
 Per (implementation, batch): one untimed warmup generation (it also captures the CUDA graphs), then `--repeats`
 timed generations and `--repeats` timed prefills (generation of one token), medians; each timing is framed by
@@ -31,6 +32,7 @@ from mambaseq.config import LMConfig
 from mambaseq.generation import generate
 from mambaseq.generation_cuda_graph import cuda_graph_decoder, release_cuda_graphs
 from mambaseq.lm import MambaLM
+from mambaseq.profiling import top_ops_table
 
 MAMBA_1_4B = {"d_model": 2048, "n_layer": 48, "vocab_size": 50277, "ssm_cfg": {}, "rms_norm": True,
               "residual_in_fp32": True, "fused_add_norm": True, "pad_vocab_size_multiple": 8}
@@ -77,6 +79,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per row (median)")
     parser.add_argument("--tiny", action="store_true", help="tiny models on CPU, for a smoke test")
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="after timing a row, profile one generation of N new tokens and print its top kernels")
+    parser.add_argument("--profile-rows", type=int, default=20, help="kernels listed per profiled row")
     args = parser.parse_args(argv)
     args.batch = [int(b) for b in (args.batch or ("1,2" if args.tiny else "1,64")).split(",")]
     args.prompt_len = args.prompt_len or (16 if args.tiny else 2048)
@@ -101,9 +106,10 @@ def synchronized_seconds(function: Callable[[], torch.Tensor], device: torch.dev
 
 
 def measure(name: str, generator: Generator, prompts: dict[int, torch.Tensor], new_tokens: int, repeats: int,
-            reference: dict[int, torch.Tensor] | None) -> list[Row]:
+            reference: dict[int, torch.Tensor] | None, profile: tuple[int, int] = (0, 0)) -> list[Row]:
     """Time `generator` per batch size (warmup, then medians of total and prefill-only runs). The first row's new
-    tokens per batch become `reference` (None: no comparison)."""
+    tokens per batch become `reference` (None: no comparison). `profile = (new tokens, rows)`: then print the top
+    kernels of one generation of that many tokens (0: no profile)."""
     rows = []
     for batch, prompt in prompts.items():
         row = Row(name, batch)
@@ -116,6 +122,9 @@ def measure(name: str, generator: Generator, prompts: dict[int, torch.Tensor], n
             for _ in tqdm(range(repeats), desc=f"{name} b{batch}", leave=False):
                 totals.append(synchronized_seconds(lambda: generator(prompt, new_tokens), device)[0])
                 prefills.append(synchronized_seconds(lambda: generator(prompt, 1), device)[0])
+            if profile[0]:
+                print(f"\nprofile of {name} b{batch}, prompt {prompt.shape[1]} + {profile[0]} new tokens: "
+                      + top_ops_table(lambda: generator(prompt, profile[0]), 1, profile[1], device))
         except Exception as error:  # noqa: BLE001 - a row that cannot run (OOM, missing package) is reported
             row.error = f"{type(error).__name__}: {str(error).splitlines()[0][:160]}"
             rows.append(row)
@@ -229,6 +238,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
                for batch in args.batch}
     rows: list[Row] = []
     reference: dict[int, torch.Tensor] = {}
+    profile = (args.profile, args.profile_rows)
     mamba_rows = [impl for impl in IMPLEMENTATIONS[:-1] if impl in args.impls]
     if mamba_rows:
         with torch.device(device):
@@ -242,11 +252,11 @@ def main(argv: list[str] | None = None) -> list[Row]:
                              for batch in args.batch]
                     continue
                 rows += measure(ROW_NAMES[impl], mamba_ssm_generator(other), prompts, args.new_tokens, args.repeats,
-                                reference)
+                                reference, profile)
                 del other
             else:
                 generator = mambaseq_generator(model, impl, args.compile_mode)
-                rows += measure(ROW_NAMES[impl], generator, prompts, args.new_tokens, args.repeats, reference)
+                rows += measure(ROW_NAMES[impl], generator, prompts, args.new_tokens, args.repeats, reference, profile)
                 release_cuda_graphs(model)
             free(device)
         del model
@@ -254,7 +264,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
     if "transformer" in args.impls:
         model = transformer_model(TINY_PYTHIA if args.tiny else PYTHIA_1_4B, device, dtype)
         rows += measure(ROW_NAMES["transformer"], transformer_generator(model), prompts, args.new_tokens,
-                        args.repeats, None)
+                        args.repeats, None, profile)
         del model
         free(device)
     print_table(rows, args, device, str(dtype).removeprefix("torch."))

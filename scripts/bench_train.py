@@ -31,6 +31,7 @@ from tqdm import tqdm
 from mambaseq.config import LMConfig
 from mambaseq.lm import MambaLM
 from mambaseq.losses import DEFAULT_CHUNK_SIZE, IGNORE_INDEX, linear_cross_entropy
+from mambaseq.profiling import top_ops_table
 
 ARCHS = {
     "mamba1": {"d_model": 768, "n_layer": 24, "vocab_size": 50277, "ssm_cfg": {"layer": "Mamba1"}},
@@ -187,7 +188,8 @@ def measure(row: Row, impl: str, config: dict, device: torch.device, args: argpa
         if device.type == "cuda":
             row.peak_gib = torch.cuda.max_memory_allocated(device) / 2**30
         if args.profile:
-            print_profile(step, args.profile, args.profile_rows, device, f"{row.arch} {row.name}")
+            print(f"\nprofile of {row.arch} {row.name}: "
+                  + top_ops_table(step, args.profile, args.profile_rows, device))
     except Exception as error:  # noqa: BLE001 - a row that cannot run (OOM, missing package) is reported
         row.error = f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]}"
         print(f"{row.arch} {row.name}: error: {row.error}")
@@ -211,24 +213,6 @@ def timed(step: Callable[[], torch.Tensor], steps: int, device: torch.device, la
     for _ in tqdm(range(steps), desc=label, leave=False):
         step()
     return time.perf_counter() - begin
-
-
-def print_profile(step: Callable[[], torch.Tensor], steps: int, rows: int, device: torch.device, label: str
-                  ) -> None:
-    """Profile `steps` calls of `step` and print the `rows` ops/kernels with the most self time per step (CUDA
-    kernels on the GPU, CPU ops otherwise), for finding where one implementation's step time goes."""
-    from torch.profiler import ProfilerActivity, profile
-
-    on_cuda = device.type == "cuda"
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_cuda else [])
-    with profile(activities=activities) as profiler:
-        for _ in range(steps):
-            step()
-        if on_cuda:
-            torch.cuda.synchronize(device)
-    sort_by = "self_cuda_time_total" if on_cuda else "self_cpu_time_total"
-    print(f"\nprofile of {label}: {steps} steps, top {rows} by {sort_by}")
-    print(profiler.key_averages().table(sort_by=sort_by, row_limit=rows, max_name_column_width=70))
 
 
 def free(device: torch.device) -> None:

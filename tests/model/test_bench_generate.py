@@ -36,3 +36,11 @@ def test_rows_that_cannot_run_on_cpu_report_their_error(capsys) -> None:
     rows = _load_script().main(["--tiny", "--repeats", "1", "--batch", "1", "--impls", "cuda_graph"])
     assert len(rows) == 1 and "needs the model on a CUDA device" in rows[0].error
     assert "error: RuntimeError" in capsys.readouterr().out
+
+
+def test_profile_prints_the_top_ops_of_each_row(capsys) -> None:
+    _load_script().main(["--tiny", "--repeats", "1", "--batch", "1", "--impls", "eager", "--profile", "3",
+                         "--profile-rows", "5"])
+    out = capsys.readouterr().out
+    assert "profile of mambaseq eager b1, prompt 16 + 3 new tokens: 1 call(s), top 5 by self_cpu_time_total" in out
+    assert "aten::" in out

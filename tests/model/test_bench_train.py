@@ -50,5 +50,5 @@ def test_profile_prints_the_top_ops_of_each_row(capsys) -> None:
     _load_script().main(["--tiny", "--arch", "mamba1", "--impls", "mambaseq_light", "--profile", "1",
                          "--profile-rows", "5"])
     out = capsys.readouterr().out
-    assert "profile of mamba1 mambaseq auto (chunked loss): 1 steps, top 5 by self_cpu_time_total" in out
+    assert "profile of mamba1 mambaseq auto (chunked loss): 1 call(s), top 5 by self_cpu_time_total" in out
     assert "Self CPU" in out and "aten::" in out
