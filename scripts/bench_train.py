@@ -158,7 +158,7 @@ def random_batch(batch: int, seqlen: int, vocab_size: int, device: torch.device)
 
 def measure(row: Row, impl: str, config: dict, device: torch.device, args: argparse.Namespace) -> None:
     """Fill `row` with the timings of `impl` (or its error)."""
-    model = optimizer = None
+    model = optimizer = loss_function = None
     try:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
@@ -194,7 +194,7 @@ def measure(row: Row, impl: str, config: dict, device: torch.device, args: argpa
         row.error = f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]}"
         print(f"{row.arch} {row.name}: error: {row.error}")
     finally:
-        del model, optimizer
+        model = optimizer = loss_function = None  # free the row's memory before the next (closures share these)
         free(device)
 
 
