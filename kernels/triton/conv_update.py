@@ -11,7 +11,9 @@ import torch
 import triton
 import triton.language as tl
 
-SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+from ..causal_conv1d import ACTIVATIONS
+from .causal_conv1d import SUPPORTED_DTYPES
+
 BLOCK_C = 128
 
 
@@ -63,8 +65,8 @@ def causal_conv1d_update_triton(
     """One causal-conv step; contract of `causal_conv1d.causal_conv1d_update`. x: (batch, channels); conv_state:
     (batch, channels, width - 1), shifted left in place with x appended; weight: (channels, width) with width >= 2;
     bias: (channels,). fp32/fp16/bf16, any strides; computes in fp32. Returns out: (batch, channels) in x's dtype."""
-    if activation not in (None, "silu", "swish"):
-        raise ValueError(f"causal_conv1d_update_triton: activation={activation!r}; expected None, 'silu' or 'swish'")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"causal_conv1d_update_triton: activation={activation!r}; expected one of {ACTIVATIONS}")
     batch, channels = x.shape
     width = weight.shape[-1]
     if weight.shape != (channels, width) or width < 2:

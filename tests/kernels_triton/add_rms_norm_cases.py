@@ -8,6 +8,8 @@ from collections.abc import Callable
 
 import torch
 
+from error_norms import norm_relative_error
+
 from mambaseq.norm import RMSNorm, add_rms_norm
 
 # name -> (shape, hidden dtype, residual dtype (None: first layer), residual_in_fp32, options)
@@ -67,11 +69,6 @@ def _run(problem: dict, function: Callable, residual_in_fp32: bool, dtype: torch
     return results
 
 
-def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    actual, expected = actual.detach().double().cpu(), expected.detach().double().cpu()
-    return ((actual - expected).norm() / expected.norm().clamp_min(1e-30)).item()
-
-
 def compare_with_reference(problem: dict, fused: Callable, residual_in_fp32: bool, out_dtype: torch.dtype | None = None,
                            loss_on_residual: bool = True) -> dict[str, float]:
     """Relative errors of `fused(hidden, residual, weight, eps, residual_in_fp32, out_dtype)` against
@@ -83,7 +80,7 @@ def compare_with_reference(problem: dict, fused: Callable, residual_in_fp32: boo
     actual = _run(problem, fused_call, residual_in_fp32, None, loss_on_residual)
     expected = _run(problem, add_rms_norm, residual_in_fp32, torch.float64, loss_on_residual)
     eager = _run(problem, add_rms_norm, residual_in_fp32, None, loss_on_residual)
-    errors = {name: relative_error(actual[name], expected[name]) for name in expected}
+    errors = {name: norm_relative_error(actual[name], expected[name]) for name in expected}
     wanted = {name: tensor.dtype for name, tensor in eager.items()}
     if out_dtype is not None:
         wanted["normed"] = out_dtype

@@ -8,6 +8,8 @@ from collections.abc import Callable
 
 import torch
 
+from error_norms import norm_relative_error
+
 from mambaseq.kernels.causal_conv1d import causal_conv1d as causal_conv1d_torch
 
 # Tiny problems for the CPU interpreter: name -> (batch, channels, seqlen, width, conv_problem options).
@@ -44,14 +46,6 @@ def conv_problem(batch: int, channels: int, seqlen: int, width: int, *, activati
     )
 
 
-def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    """||actual - expected|| / ||expected|| in fp64 (0 for two empty tensors)."""
-    actual, expected = actual.detach().double().cpu(), expected.detach().double().cpu()
-    if expected.numel() == 0:
-        return float(actual.numel() != 0)
-    return ((actual - expected).norm() / expected.norm().clamp_min(1e-30)).item()
-
-
 def _run(problem: dict, conv: Callable, dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
     """Outputs and gradients of `sum(out * out_weight) + sum(final_state * state_weight)`; inputs cast to `dtype`
     (None: as given)."""
@@ -77,7 +71,7 @@ def compare_with_reference(problem: dict, conv: Callable) -> dict[str, float]:
     output, the final state and every gradient; also checks the output dtypes match the inputs'."""
     actual = _run(problem, conv, None)
     expected = _run(problem, causal_conv1d_torch, torch.float64)
-    errors = {name: relative_error(actual[name], expected[name]) for name in expected}
+    errors = {name: norm_relative_error(actual[name], expected[name]) for name in expected}
     dtypes_ok = actual["out"].dtype == problem["x"].dtype and actual["dx"].dtype == problem["x"].dtype
     dtypes_ok &= actual["dweight"].dtype == problem["weight"].dtype
     errors["dtypes_match"] = float(dtypes_ok)

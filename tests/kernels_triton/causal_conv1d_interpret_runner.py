@@ -18,6 +18,7 @@ if os.environ.get("TRITON_INTERPRET") != "1":
 import torch  # noqa: E402
 
 import interpret_runner  # noqa: E402,F401 - importing it patches Triton 3.6's interpreter for NumPy >= 2.4
+from kernel_calls import counting_applies  # noqa: E402
 from causal_conv1d_cases import INTERPRETER_CASES, compare_with_reference, conv_problem  # noqa: E402
 from mambaseq.kernels import causal_conv  # noqa: E402
 from mambaseq.kernels.triton.causal_conv1d import CausalConv1dFunction  # noqa: E402
@@ -27,18 +28,8 @@ def run_case(name: str) -> dict[str, float]:
     batch, channels, seqlen, width, options = INTERPRETER_CASES[name]
     problem = conv_problem(batch, channels, seqlen, width, generator=torch.Generator().manual_seed(len(name)),
                            **options)
-    calls = []
-    original_apply = CausalConv1dFunction.apply
-
-    def counting_apply(*args):
-        calls.append(args)
-        return original_apply(*args)
-
-    CausalConv1dFunction.apply = counting_apply  # proves the Triton kernels ran, not the PyTorch conv
-    try:
+    with counting_applies(CausalConv1dFunction) as calls:  # the Triton kernels ran, not the PyTorch conv
         errors = compare_with_reference(problem, partial(causal_conv, backend="triton"))
-    finally:
-        CausalConv1dFunction.apply = original_apply
     errors["triton_calls"] = float(len(calls))
     return errors
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import torch
 
+from error_norms import norm_relative_error
+
 from mambaseq.kernels import selective_scan_reference
 
 # Tiny problems for the CPU interpreter: name -> (batch, d_inner, d_state, seqlen, forward tiling, backward
@@ -98,12 +100,6 @@ def rounded_problem(problem: dict, dtype: torch.dtype) -> dict:
     values the low-precision kernel sees)."""
     return {name: value.to(dtype).double() if name in TENSOR_NAMES and value is not None else value
             for name, value in problem.items()}
-
-
-def norm_relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    """||actual - expected|| / ||expected|| in fp64."""
-    actual, expected = actual.double(), expected.double()
-    return ((actual - expected).norm() / expected.norm().clamp_min(1e-300)).item()
 
 
 def compare_with_reference(problem: dict, triton_scan, dtype: torch.dtype) -> dict[str, float]:

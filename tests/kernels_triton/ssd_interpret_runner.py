@@ -18,24 +18,15 @@ import torch  # noqa: E402
 import interpret_runner  # noqa: E402,F401 - importing it patches Triton 3.6's interpreter for NumPy >= 2.4
 from mambaseq.kernels.triton import ssd_triton  # noqa: E402
 from mambaseq.kernels.triton.ssd import SSDFunction  # noqa: E402
+from kernel_calls import counting_applies  # noqa: E402
 from ssd_cases import INTERPRETER_CASES, compare_with_reference, ssd_problem  # noqa: E402
 
 
 def run_case(name: str) -> dict[str, float]:
     shape, chunk_size, options = INTERPRETER_CASES[name]
     problem = ssd_problem(*shape, generator=torch.Generator().manual_seed(len(name)), **options)
-    calls = []
-    original_apply = SSDFunction.apply
-
-    def counting_apply(*args):
-        calls.append(args)
-        return original_apply(*args)
-
-    SSDFunction.apply = counting_apply  # proves the Triton path ran, not the PyTorch fallback
-    try:
+    with counting_applies(SSDFunction) as calls:  # the Triton path ran, not the PyTorch fallback
         errors = compare_with_reference(problem, ssd_triton, torch.float32, chunk_size=chunk_size)
-    finally:
-        SSDFunction.apply = original_apply
     errors["triton_calls"] = float(len(calls))
     return errors
 

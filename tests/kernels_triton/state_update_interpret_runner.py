@@ -1,6 +1,7 @@
-"""Runs the Triton decoding-step kernels (state updates, conv step) on CPU under `TRITON_INTERPRET=1` against the fp64 PyTorch steps and prints
-each case's relative errors as JSON. Started as a subprocess by test_state_update_triton_interpret.py (the
-interpreter setting is read when kernels are defined and must not leak into other tests).
+"""Runs the Triton decoding-step kernels (state updates, conv step) on CPU under `TRITON_INTERPRET=1` against the
+fp64 PyTorch steps and prints each case's relative errors as JSON. Started as a subprocess by
+test_state_update_triton_interpret.py (the interpreter setting is read when kernels are defined and must not leak
+into other tests).
 Usage: python state_update_interpret_runner.py CASE [CASE ...]."""
 from __future__ import annotations
 
@@ -20,16 +21,13 @@ from mambaseq.kernels.triton.state_update import (  # noqa: E402
     selective_state_update_triton,
     ssd_state_update_triton,
 )
+from error_norms import norm_relative_error  # noqa: E402
 from state_update_cases import CASES, step_inputs  # noqa: E402
 
 STEPS = 3
 KERNELS = {"mamba1": (selective_state_update_triton, selective_state_update),
            "ssd": (ssd_state_update_triton, ssd_state_update),
            "conv": (causal_conv1d_update_triton, causal_conv1d_update)}  # layout -> (Triton kernel, PyTorch step)
-
-
-def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    return ((actual.double() - expected).norm() / expected.norm().clamp(min=1e-30)).item()
 
 
 def run_case(name: str) -> dict[str, float]:
@@ -43,8 +41,8 @@ def run_case(name: str) -> dict[str, float]:
     for step in range(STEPS):  # the state carries over steps
         out = kernel(**inputs)
         expected = torch_step(**reference)
-        errors[f"y{step}"] = relative_error(out, expected)
-        errors[f"state{step}"] = relative_error(inputs[state_key], reference[state_key])
+        errors[f"y{step}"] = norm_relative_error(out, expected)
+        errors[f"state{step}"] = norm_relative_error(inputs[state_key], reference[state_key])
         errors[f"dtype{step}"] = float(out.dtype == inputs["x"].dtype and out.shape == expected.shape)
     return errors
 

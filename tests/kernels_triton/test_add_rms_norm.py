@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from error_norms import assert_errors_within
 from add_rms_norm_cases import INTERPRETER_CASES, NAMES, compare_with_reference, norm_problem
 from interpreted import run_interpreted
 from mambaseq.config import BackboneConfig
@@ -32,8 +33,7 @@ def _check(errors: dict[str, float], has_residual: bool, tolerance: float) -> No
     errors = dict(errors)
     assert errors.pop("dtypes_match") == 1.0, "output / gradient dtypes differ from the PyTorch path's"
     assert errors.keys() == set(NAMES) - (set() if has_residual else {"grad_residual"})
-    too_large = {name: f"{error:.2e}" for name, error in errors.items() if not error <= tolerance}
-    assert not too_large, f"relative errors above {tolerance}: {too_large} (all: {errors})"
+    assert_errors_within(errors, tolerance)
 
 
 @pytest.fixture(scope="module")

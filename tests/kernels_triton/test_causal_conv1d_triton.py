@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from error_norms import assert_errors_within
 from causal_conv1d_cases import GRADIENTS, INTERPRETER_CASES, compare_with_reference, conv_problem
 from interpreted import run_interpreted
 from mambaseq.kernels.triton.causal_conv1d import causal_conv1d_triton
@@ -24,11 +25,6 @@ RUNNER = HERE / "causal_conv1d_interpret_runner.py"
 INTERPRETER_TOLERANCE = {torch.float32: 1e-5, torch.bfloat16: 1e-2}
 CUDA_TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 1e-2}
 dispatch = importlib.import_module("mambaseq.kernels.dispatch")
-
-
-def _assert_close(errors: dict[str, float], tolerance: float) -> None:
-    too_large = {name: f"{error:.2e}" for name, error in errors.items() if not error <= tolerance}
-    assert not too_large, f"relative errors above {tolerance}: {too_large} (all: {errors})"
 
 
 def _expected_keys(options: dict) -> set[str]:
@@ -55,7 +51,7 @@ def test_interpreted_triton_conv_matches_fp64_reference(interpreter_errors, case
     assert errors.pop("dtypes_match") == 1.0, "output / gradient dtypes differ from the inputs'"
     options = INTERPRETER_CASES[case][-1]
     assert errors.keys() == _expected_keys(options)
-    _assert_close(errors, INTERPRETER_TOLERANCE[options.get("dtype", torch.float32)])
+    assert_errors_within(errors, INTERPRETER_TOLERANCE[options.get("dtype", torch.float32)])
 
 
 def test_bad_arguments_are_named():
@@ -84,7 +80,7 @@ def test_cuda_triton_conv_matches_fp64_reference(seed, dtype, batch, channels, s
     errors = compare_with_reference(problem, causal_conv1d_triton)
     assert errors.pop("dtypes_match") == 1.0
     assert errors.keys() == _expected_keys(options)
-    _assert_close(errors, CUDA_TOLERANCE[dtype])
+    assert_errors_within(errors, CUDA_TOLERANCE[dtype])
 
 
 @pytest.mark.gpu
@@ -102,7 +98,7 @@ def test_auto_backend_uses_triton_on_cuda_without_causal_conv1d(seed, monkeypatc
     errors = compare_with_reference(problem, partial(causal_conv, backend="auto"))
     assert calls, "auto did not pick the Triton conv"
     errors.pop("dtypes_match")
-    _assert_close(errors, CUDA_TOLERANCE[torch.float32])
+    assert_errors_within(errors, CUDA_TOLERANCE[torch.float32])
     calls.clear()
     causal_conv(problem["x"].double(), problem["weight"].double(), backend="auto")  # fp64: PyTorch conv
     assert not calls

@@ -9,7 +9,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from scan_cases import compare_with_reference, norm_relative_error, scan_problem
+from error_norms import assert_errors_within, norm_relative_error
+from scan_cases import compare_with_reference, scan_problem
 
 pytestmark = pytest.mark.gpu
 TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 1e-2}
@@ -28,11 +29,6 @@ def _triton_scan(forward_tiling=None, backward_tiling=None):
     return scan
 
 
-def _assert_close(errors: dict[str, float], tolerance: float) -> None:
-    too_large = {name: f"{error:.2e}" for name, error in errors.items() if not error <= tolerance}
-    assert not too_large, f"relative errors above {tolerance}: {too_large} (all: {errors})"
-
-
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
 @pytest.mark.parametrize("batch, d_inner, d_state, seqlen, options", [
     pytest.param(2, 256, 16, 1000, dict(), id="shared-BC"),
@@ -44,7 +40,7 @@ def _assert_close(errors: dict[str, float], tolerance: float) -> None:
 def test_matches_fp64_reference(seed, dtype, batch, d_inner, d_state, seqlen, options):
     generator = torch.Generator().manual_seed(seed)
     problem = scan_problem(batch, d_inner, d_state, seqlen, generator=generator, device="cuda", **options)
-    _assert_close(compare_with_reference(problem, _triton_scan(), dtype), TOLERANCE[dtype])
+    assert_errors_within(compare_with_reference(problem, _triton_scan(), dtype), TOLERANCE[dtype])
 
 
 @pytest.mark.parametrize("forward_tiling, backward_tiling", [
@@ -54,7 +50,7 @@ def test_matches_fp64_reference(seed, dtype, batch, d_inner, d_state, seqlen, op
 def test_every_tiling_matches_reference(seed, forward_tiling, backward_tiling):
     generator = torch.Generator().manual_seed(seed)
     problem = scan_problem(2, 128, 16, 333, groups=2, documents=3, generator=generator, device="cuda")
-    _assert_close(compare_with_reference(problem, _triton_scan(forward_tiling, backward_tiling), torch.float32),
+    assert_errors_within(compare_with_reference(problem, _triton_scan(forward_tiling, backward_tiling), torch.float32),
                   TOLERANCE[torch.float32])
 
 
@@ -73,4 +69,4 @@ def test_agrees_with_mamba_ssm(seed):
         (y.float() * problem["y_weight"].float()).sum().backward()
         results.append({"y": y.detach(), **{f"d{name}": leaves[name].grad for name in names}})
     errors = {name: norm_relative_error(results[1][name], results[0][name]) for name in results[0]}
-    _assert_close(errors, TOLERANCE[torch.bfloat16])
+    assert_errors_within(errors, TOLERANCE[torch.bfloat16])

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from error_norms import assert_errors_within
 from scan_cases import INTERPRETER_CASES
 from interpreted import run_interpreted
 
@@ -27,5 +28,4 @@ def interpreter_errors() -> dict[str, dict[str, float]]:
 def test_interpreted_kernels_match_fp64_reference(interpreter_errors, case):
     errors = interpreter_errors[case]
     assert {"y", "final_state", "du", "ddelta", "dA", "dB", "dC"} <= errors.keys()
-    too_large = {name: error for name, error in errors.items() if not error <= TOLERANCE}
-    assert not too_large, f"{case}: relative errors above {TOLERANCE}: {too_large}"
+    assert_errors_within(errors, TOLERANCE, case)

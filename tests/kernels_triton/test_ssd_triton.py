@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from error_norms import assert_errors_within
 from mambaseq.kernels import dispatch, ssd
 from mambaseq.kernels.triton import ssd as ssd_module
 from mambaseq.kernels.triton.ssd_blocks import ssd_blocks
@@ -30,11 +31,6 @@ BENCH = HERE.parents[1] / "scripts" / "bench_ssd.py"
 GRADIENTS = {"dx", "ddt", "dA", "dB", "dC", "dD", "dz", "ddt_bias", "dinitial_state"}
 INTERPRETER_TOLERANCE = 1e-5
 CUDA_TOLERANCE = {torch.float32: 1e-3, torch.bfloat16: 3e-2}
-
-
-def _assert_close(errors: dict[str, float], tolerance: float) -> None:
-    too_large = {name: f"{error:.2e}" for name, error in errors.items() if not error <= tolerance}
-    assert not too_large, f"relative errors above {tolerance}: {too_large} (all: {errors})"
 
 
 @pytest.fixture(scope="module")
@@ -52,20 +48,20 @@ def test_interpreted_triton_forward_and_backward_match_fp64_reference(interprete
     expected -= {f"d{name}" for name, flag in [("D", "with_D"), ("z", "with_z"), ("dt_bias", "with_dt_bias"),
                                                ("initial_state", "with_initial_state")] if not options.get(flag, True)}
     assert errors.keys() == expected
-    _assert_close(errors, INTERPRETER_TOLERANCE)
+    assert_errors_within(errors, INTERPRETER_TOLERANCE)
 
 
 @pytest.mark.parametrize("case", list(INTERPRETER_CASES))
 def test_blocks_match_fp64_reference(seed, case):
     shape, chunk_size, options = INTERPRETER_CASES[case]
     problem = ssd_problem(*shape, generator=torch.Generator().manual_seed(seed), **options)
-    _assert_close(compare_with_reference(problem, ssd_blocks, torch.float64, chunk_size=chunk_size), 1e-10)
+    assert_errors_within(compare_with_reference(problem, ssd_blocks, torch.float64, chunk_size=chunk_size), 1e-10)
 
 
 def test_blocks_pass_states_across_blocks_of_chunks(seed):
     """More than CHUNKS_PER_BLOCK (64) chunks: the inter-chunk recurrence runs block after block."""
     problem = ssd_problem(1, 150, 2, 2, 1, 3, generator=torch.Generator().manual_seed(seed))
-    _assert_close(compare_with_reference(problem, ssd_blocks, torch.float64, chunk_size=1), 1e-10)
+    assert_errors_within(compare_with_reference(problem, ssd_blocks, torch.float64, chunk_size=1), 1e-10)
 
 
 def test_triton_backend_on_cpu_runs_the_pytorch_decomposition(seed, monkeypatch):
@@ -73,7 +69,7 @@ def test_triton_backend_on_cpu_runs_the_pytorch_decomposition(seed, monkeypatch)
     monkeypatch.setattr("mambaseq.kernels.triton.ssd._compiled_ssd", lambda: ssd_blocks)
     problem = ssd_problem(2, 21, 4, 3, 2, 4, generator=torch.Generator().manual_seed(seed))
     errors = compare_with_reference(problem, lambda **kw: ssd(**kw, backend="triton", chunk_size=8), torch.float64)
-    _assert_close(errors, 1e-10)
+    assert_errors_within(errors, 1e-10)
 
 
 def test_compile_failure_falls_back_to_eager_with_one_warning(seed, monkeypatch):
@@ -88,7 +84,7 @@ def test_compile_failure_falls_back_to_eager_with_one_warning(seed, monkeypatch)
     problem = ssd_problem(1, 30, 2, 3, 1, 4, generator=torch.Generator().manual_seed(seed))
     with pytest.warns(RuntimeWarning, match="no C compiler"):
         errors = compare_with_reference(problem, partial(ssd_module.ssd_triton, chunk_size=8), torch.float64)
-    _assert_close(errors, 1e-10)
+    assert_errors_within(errors, 1e-10)
     compare_with_reference(problem, partial(ssd_module.ssd_triton, chunk_size=8), torch.float64)
     assert len(attempts) == 1
 
@@ -118,7 +114,8 @@ def test_cuda_matches_fp64_reference(seed, dtype, shape, chunk_size, options):
     from mambaseq.kernels.triton import ssd_triton
 
     problem = _on_cuda(ssd_problem(*shape, generator=torch.Generator().manual_seed(seed), **options))
-    _assert_close(compare_with_reference(problem, ssd_triton, dtype, chunk_size=chunk_size), CUDA_TOLERANCE[dtype])
+    errors = compare_with_reference(problem, ssd_triton, dtype, chunk_size=chunk_size)
+    assert_errors_within(errors, CUDA_TOLERANCE[dtype])
 
 
 @pytest.mark.gpu
@@ -134,7 +131,7 @@ def test_auto_backend_picks_triton_on_cuda_without_mamba_ssm(seed, monkeypatch):
     problem = _on_cuda(ssd_problem(1, 100, 4, 16, 1, 16, generator=torch.Generator().manual_seed(seed)))
     errors = compare_with_reference(problem, lambda **kw: ssd(**kw, chunk_size=32), torch.float32)
     assert len(calls) == 1
-    _assert_close(errors, CUDA_TOLERANCE[torch.float32])
+    assert_errors_within(errors, CUDA_TOLERANCE[torch.float32])
 
 
 @pytest.mark.gpu

@@ -8,8 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from mambaseq.tasks.cli import build_cli
-from mambaseq.tasks.cli import main as cli_main
+from mambaseq.tasks.cli import build_cli, main as cli_main
 from mambaseq.tasks.timeseries.forecasting import MACRODATA, ForecastingDataModule, ForecastingTask, read_channels
 
 QUICKSTART = Path(__file__).resolve().parents[3] / "configs" / "timeseries" / "quickstart.yaml"
