@@ -145,6 +145,12 @@ def ssd(
                     dt_softplus=dt_softplus, dt_limit=dt_limit, return_final_states=return_final_state)
 
 
+def _last_inputs(x: torch.Tensor, count: int) -> torch.Tensor:
+    """The last `count` time steps of x (b, channels, L), zero-padded on the left when L < count: the conv state
+    after a pass from zero states."""
+    return torch.nn.functional.pad(x[..., -count:], (max(count - x.shape[-1], 0), 0))
+
+
 def causal_conv(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -160,11 +166,10 @@ def causal_conv(
     when causal-conv1d cannot take the call, for fp32/fp16/bf16 outside torch.compile); "reference" and "chunked"
     run the PyTorch implementation, which is also what Inductor fuses under torch.compile."""
     width = weight.shape[-1]
-    with_states = initial_state is not None or return_final_state
     cuda_unsupported = (_cuda_dtype_problem(x) or
                         ("" if 2 <= width <= _CUDA_CONV_MAX_WIDTH else f"width {width} (supported: 2-4)") or
-                        (f"{x.shape[1]} channels with states (the channel-last kernel needs a multiple of 8)"
-                         if with_states and x.shape[1] % 8 else ""))
+                        (f"{x.shape[1]} channels with an initial state (the channel-last kernel needs a multiple "
+                         "of 8)" if initial_state is not None and x.shape[1] % 8 else ""))
     cuda = ("causal_conv1d", "causal_conv1d_fn")
     chosen = _resolve(backend, x, cuda, "causal_conv1d_triton", cuda_unsupported)
     if chosen == "triton" and backend == "auto" and (torch.compiler.is_compiling() or _cuda_dtype_problem(x)):
@@ -175,10 +180,13 @@ def causal_conv(
     if chosen != "cuda":
         return causal_conv1d_torch(x, weight, bias, activation, initial_state, return_final_state)
     conv = _require(*cuda, chosen)
-    if initial_state is not None or return_final_state:
+    if initial_state is None and return_final_state:
+        # from zero states the final state is just the last width - 1 inputs: no channel-last copy for the kernel
+        out = conv(x, weight.to(x.dtype), None if bias is None else bias.to(x.dtype), activation=activation)
+        return out, _last_inputs(x, width - 1)
+    if initial_state is not None:
         # causal-conv1d reads/writes states only for channel-last x: (batch, L, channels) memory, same shape.
         x = x.transpose(1, 2).contiguous().transpose(1, 2)
-        if initial_state is not None:
-            initial_state = initial_state.to(x.dtype).transpose(1, 2).contiguous().transpose(1, 2)
+        initial_state = initial_state.to(x.dtype).transpose(1, 2).contiguous().transpose(1, 2)
     return conv(x, weight.to(x.dtype), None if bias is None else bias.to(x.dtype),
                 initial_states=initial_state, return_final_states=return_final_state, activation=activation)

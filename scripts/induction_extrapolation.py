@@ -109,7 +109,7 @@ def main() -> None:
               flush=True)
     mixer = model.config.backbone.mixer.kind
     table = accuracy_table(results, f"Induction heads, {mixer}, trained at length {train_len}")
-    table += "\n\nMemory horizons (1 / slowest mean per-step decay, `mambaseq.tasks.synthetic.memory`):\n" + \
+    table += "\n\nMemory horizons (1 / slowest typical per-step decay, `mambaseq.tasks.synthetic.memory`):\n" + \
         "\n".join(f"- {line}" for line in memory_lines)
     print("\n" + table)
     if args.output:

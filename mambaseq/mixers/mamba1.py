@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mambaseq.config import Mamba1Config
 from mambaseq.inference import SSMLayerCache
 from mambaseq.kernels import causal_conv1d, causal_conv1d_update, selective_scan, selective_state_update
+from mambaseq.mixers.channels_first import channels_first_linear
 from mambaseq.precision import at_least_fp32
 
 
@@ -94,21 +96,37 @@ class Mamba1Mixer(nn.Module):
         self, hidden: torch.Tensor, initial_states: tuple[torch.Tensor, torch.Tensor] | None, return_final_states: bool
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
         conv_initial, ssm_initial = initial_states if initial_states is not None else (None, None)
-        x, z = self.in_proj(hidden).transpose(1, 2).chunk(2, dim=1)  # (b, d_inner, L) each
-        conv_out = causal_conv1d(x, self.conv1d.weight.squeeze(1), self.conv1d.bias, activation="silu",
-                                 initial_state=conv_initial, return_final_state=return_final_states,
-                                 backend=self.kernel_backend)
-        x, conv_final = conv_out if return_final_states else (conv_out, None)
-        dt, B, C = self.x_proj(x.transpose(1, 2)).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
-        dt = (dt @ self.dt_proj.weight.t()).transpose(1, 2)  # (b, d_inner, L); bias is added inside the scan
+        x, z, dt, B, C, conv_final = self._scan_inputs(hidden, conv_initial, return_final_states)
         scan_out = selective_scan(
-            x, dt, self._A(), B.transpose(1, 2), C.transpose(1, 2), D=at_least_fp32(self.D), z=z,
+            x, dt, self._A(), B, C, D=at_least_fp32(self.D), z=z,
             delta_bias=at_least_fp32(self.dt_proj.bias), delta_softplus=True, initial_state=ssm_initial,
             return_final_state=return_final_states, backend=self.kernel_backend,
         )
         y, ssm_final = scan_out if return_final_states else (scan_out, None)
-        out = self.out_proj(y.transpose(1, 2))
+        out = channels_first_linear(y, self.out_proj.weight, self.out_proj.bias).transpose(1, 2)
         return out, ((conv_final, ssm_final) if return_final_states else None)
+
+    def _scan_inputs(
+        self, hidden: torch.Tensor, conv_initial: torch.Tensor | None, return_conv_state: bool
+    ) -> tuple[torch.Tensor, ...]:
+        """(x, z, dt, B, C, final conv state or None) of `hidden: (b, L, d_model)`, channels-first (b, channels, L)
+        with unit stride along L, as the scan and conv kernels read them; dt before its bias and softplus."""
+        xz = channels_first_linear(hidden.transpose(1, 2), self.in_proj.weight, self.in_proj.bias)
+        x, z = xz.chunk(2, dim=1)  # (b, d_inner, L) each
+        conv_out = causal_conv1d(x, self.conv1d.weight.squeeze(1), self.conv1d.bias, activation="silu",
+                                 initial_state=conv_initial, return_final_state=return_conv_state,
+                                 backend=self.kernel_backend)
+        x, conv_final = conv_out if return_conv_state else (conv_out, None)
+        dt, B, C = channels_first_linear(x, self.x_proj.weight).split(
+            [self.dt_rank, self.d_state, self.d_state], dim=1)  # (b, dt_rank | d_state | d_state, L)
+        dt = channels_first_linear(dt, self.dt_proj.weight)  # (b, d_inner, L)
+        return x, z, dt, B, C, conv_final
+
+    def step_sizes(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The scan's step sizes `softplus(dt + dt_bias)` on `hidden: (b, L, d_model)` from zero states:
+        (b, L, d_inner) fp32 (for analysis, e.g. `tasks.synthetic.memory`)."""
+        dt = self._scan_inputs(hidden, None, False)[2]
+        return F.softplus(dt.transpose(1, 2).float() + self.dt_proj.bias.float())
 
     def step(self, hidden: torch.Tensor, cache: SSMLayerCache) -> torch.Tensor:
         """One recurrent step: `hidden: (b, 1, d_model) -> (b, 1, d_model)`, states in `cache` updated in place."""
@@ -117,9 +135,10 @@ class Mamba1Mixer(nn.Module):
                                  backend=self.kernel_backend)
         dt, B, C = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         dt = dt @ self.dt_proj.weight.t()
-        y = selective_state_update(cache.ssm_state, x, dt, self._A(), B, C, D=at_least_fp32(self.D), z=z,
-                                   dt_bias=at_least_fp32(self.dt_proj.bias), dt_softplus=True,
-                                   backend=self.kernel_backend)
+        # D and dt_bias go in their own dtype: every step backend computes in fp32 (fp64 for fp64 inputs) inside,
+        # and an upcast here would cost two extra kernels per layer and token
+        y = selective_state_update(cache.ssm_state, x, dt, self._A(), B, C, D=self.D, z=z, dt_bias=self.dt_proj.bias,
+                                   dt_softplus=True, backend=self.kernel_backend)
         return self.out_proj(y).unsqueeze(1)
 
     def _A(self) -> torch.Tensor:

@@ -82,8 +82,9 @@ def test_cuda_backend_refuses_what_its_kernel_cannot_do(generator):
         causal_conv(x, torch.randn(6, 5), bias, backend="cuda")
     with pytest.raises(ValueError, match="dtype torch.float64"):
         causal_conv(x.double(), weight, bias, backend="cuda")
-    with pytest.raises(ValueError, match="6 channels with states"):
-        causal_conv(x, weight, bias, return_final_state=True, backend="cuda")
+    _, _, _, history = _conv_arguments(generator, dtype=torch.float32)
+    with pytest.raises(ValueError, match="6 channels with an initial state"):
+        causal_conv(x, weight, bias, initial_state=history, return_final_state=True, backend="cuda")
 
 
 def test_optional_imports_are_attempted_once(generator, monkeypatch):
@@ -143,6 +144,32 @@ def test_gpu_backends_match_the_fp64_references(generator, backend):
                              history.to("cuda", torch.float32), True, backend=backend)
     expected, expected_final = causal_conv(x, weight, bias, "silu", history, True, backend="reference")
     assert max_relative_error(out.cpu(), expected) < 1e-3 and max_relative_error(final.cpu(), expected_final) < 1e-6
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("seqlen", [2, 11])
+@pytest.mark.parametrize("backend", ["auto", "cuda", "triton"])
+def test_gpu_conv_final_state_from_zero_states(generator, backend, seqlen):
+    """A pass from zero states that returns the final state (prompt prefill): any channel count, sequences shorter
+    than the state (zero-padded), output and state equal to the reference's, and gradients through both."""
+    missing = [f"{module}.{name}" for module, name in _GPU_KERNELS.get(backend, [])
+               if dispatch._optional(module, name)[0] is None]
+    if missing:
+        pytest.skip(f"not importable: {missing}")
+    x, weight, bias, _ = _conv_arguments(generator, channels=6)
+    x = x[..., :seqlen]
+    gpu = [t.to("cuda", torch.float32).requires_grad_() for t in (x, weight, bias)]
+    cpu = [t.clone().requires_grad_() for t in (x, weight, bias)]
+    out, final = causal_conv(*gpu, "silu", None, True, backend=backend)
+    expected, expected_final = causal_conv(*cpu, "silu", None, True, backend="reference")
+    assert final.shape == expected_final.shape == (2, 6, 3)
+    assert max_relative_error(out.cpu(), expected) < 1e-3 and max_relative_error(final.cpu(), expected_final) < 1e-6
+    probe = torch.randn(out.shape, generator=generator, dtype=torch.float64)
+    probe_state = torch.randn(final.shape, generator=generator, dtype=torch.float64)
+    ((out * probe.to(out)).sum() + (final * probe_state.to(final)).sum()).backward()
+    ((expected * probe).sum() + (expected_final * probe_state).sum()).backward()
+    for name, mine, reference in zip(("x", "weight", "bias"), gpu, cpu):
+        assert max_relative_error(mine.grad.cpu(), reference.grad) < 1e-3, name
 
 
 @pytest.mark.gpu

@@ -7,7 +7,7 @@ import torch
 
 from mambaseq.config import BackboneConfig, LMConfig, Mamba1Config, Mamba2Config
 from mambaseq.lm import MambaLM
-from mambaseq.tasks.synthetic.memory import memory_horizons
+from mambaseq.tasks.synthetic.memory import memory_horizons, typical_decay_rates
 
 
 def _softplus(x: float) -> float:
@@ -46,3 +46,11 @@ def test_mamba2_horizon_uses_the_per_head_step_and_decay():
     (memory,) = memory_horizons(model, torch.randint(0, 20, (3, 17)))
     rates = [_softplus(b) * math.exp(a) for b, a in zip(mixer.dt_bias.tolist(), mixer.A_log.tolist())]
     assert memory.slowest_rate == pytest.approx(min(rates), rel=1e-5)
+
+
+def test_rates_follow_typical_steps_not_rare_large_ones():
+    """A few large steps (trigger tokens) must not shorten the horizon of what distractors leave alone."""
+    dt = torch.full((2, 100, 3), 1e-4)
+    dt[:, ::50] = 5.0  # two large steps per sequence: the mean would be 0.1, 1000x the typical step
+    rates = typical_decay_rates(dt, torch.tensor([[1.0, 2.0], [1.0, 2.0], [3.0, 4.0]]))
+    torch.testing.assert_close(rates, 1e-4 * torch.tensor([[1.0, 2.0], [1.0, 2.0], [3.0, 4.0]]))
