@@ -3,56 +3,17 @@
 The plain loss materialises `(b*L, V)` logits and, upcast, a second fp32 copy (b8 L2048 V50280: 3.3 GB fp32 plus
 its gradient). Here only one `(chunk_size, V)` block of logits exists at a time: the forward keeps the per-row
 logsumexp, the backward recomputes each chunk's softmax to form `grad_hidden` and to accumulate `grad_weight`.
-On CUDA the row-wise logsumexp and the logits gradient are Triton kernels (`kernels/triton/cross_entropy.py`) that
-read each block once in its own dtype; elsewhere they are PyTorch ops on an fp32 copy.
+The row-wise logsumexp and the logits gradient are `mambaseq.kernels.cross_entropy` (Triton row kernels on CUDA).
 """
 from __future__ import annotations
 
-import importlib
-from functools import lru_cache
-from types import ModuleType
-
 import torch
 
+from mambaseq.kernels.cross_entropy import logits_gradient, row_logsumexp
 from mambaseq.precision import at_least_fp32
 
 IGNORE_INDEX = -100
 DEFAULT_CHUNK_SIZE = 4096
-
-
-@lru_cache(maxsize=1)
-def _triton_kernels() -> ModuleType | None:
-    """`mambaseq.kernels.triton.cross_entropy`, or None where Triton is not installed."""
-    try:
-        return importlib.import_module("mambaseq.kernels.triton.cross_entropy")
-    except ImportError:
-        return None
-
-
-def _use_triton(logits: torch.Tensor) -> bool:
-    """The Triton row kernels take CUDA fp32/fp16/bf16 blocks outside torch.compile (else the PyTorch path)."""
-    if not logits.is_cuda or torch.compiler.is_compiling():
-        return False
-    kernels = _triton_kernels()
-    return kernels is not None and logits.dtype in kernels.SUPPORTED_DTYPES
-
-
-def _row_logsumexp(logits: torch.Tensor) -> torch.Tensor:
-    """logits (c, V) -> (c,) logsumexp in fp32 (fp64 for fp64 logits)."""
-    if _use_triton(logits):
-        return _triton_kernels().logsumexp_rows_triton(logits)
-    return torch.logsumexp(at_least_fp32(logits), dim=-1)
-
-
-def _logits_gradient(logits: torch.Tensor, logsumexp: torch.Tensor, targets: torch.Tensor,
-                     row_scale: torch.Tensor) -> torch.Tensor:
-    """d loss / d logits = (softmax - onehot(target)) * row_scale, computed in fp32 (fp64), returned in the logits'
-    dtype; may overwrite `logits`. logits (c, V); logsumexp, row_scale (c,); targets (c,) int64."""
-    if _use_triton(logits):
-        return _triton_kernels().softmax_grad_rows_triton_(logits, logsumexp, targets, row_scale)
-    grad = at_least_fp32(logits).sub_(logsumexp[:, None]).exp_()
-    grad[torch.arange(grad.shape[0], device=grad.device), targets] -= 1.0
-    return grad.mul_(row_scale[:, None]).to(logits.dtype)
 
 
 class ChunkedLinearCrossEntropy(torch.autograd.Function):
@@ -73,7 +34,7 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
         for start in range(0, hidden.shape[0], chunk_size):
             rows = slice(start, start + chunk_size)
             logits = hidden[rows] @ weight.t()  # (c, V) in the inputs' dtype, as `F.linear`
-            logsumexp[rows] = _row_logsumexp(logits)
+            logsumexp[rows] = row_logsumexp(logits)
             target_logits = logits.gather(1, safe_targets[rows, None]).squeeze(1).to(accumulate_dtype)
             total += ((logsumexp[rows] - target_logits) * valid[rows]).sum()
         count = valid.sum()
@@ -91,7 +52,7 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
         for start in range(0, hidden.shape[0], ctx.chunk_size):
             rows = slice(start, start + ctx.chunk_size)
             hidden_chunk = hidden[rows]
-            grad_logits = _logits_gradient(hidden_chunk @ weight.t(), logsumexp[rows], safe_targets[rows],
+            grad_logits = logits_gradient(hidden_chunk @ weight.t(), logsumexp[rows], safe_targets[rows],
                                            scale * valid[rows])
             if need_hidden:
                 grad_hidden[rows] = grad_logits @ weight

@@ -24,5 +24,5 @@ def channels_first_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
     weight = _compute_weight(weight, x)
     out = torch.bmm(weight.expand(x.shape[0], *weight.shape), x.to(weight.dtype))
     if bias is not None:
-        out = out + _compute_weight(bias, x).to(out.dtype)[:, None]
+        out = out + bias.to(out.dtype)[:, None]
     return out

@@ -39,13 +39,16 @@ def test_chunked_loss_uses_triton_on_cuda_and_matches_fp64(dtype):
     import torch.nn.functional as F
 
     from mambaseq import losses
+    from mambaseq.kernels import cross_entropy
 
     generator = torch.Generator().manual_seed(0)
     hidden = torch.randn(700, 64, generator=generator).to(dtype).cuda().requires_grad_()
     weight = (torch.randn(5000, 64, generator=generator) / 8).to(dtype).cuda().requires_grad_()
     targets = torch.randint(0, 5000, (700,), generator=generator).cuda()
     targets[::7] = losses.IGNORE_INDEX
-    assert losses._use_triton(hidden[:1] @ weight[:1].t())
+    probe_logits = hidden[:1] @ weight[:1].t()
+    assert cross_entropy._triton_kernel("logsumexp_rows_triton", probe_logits) is not None
+    assert cross_entropy._triton_kernel("softmax_grad_rows_triton_", probe_logits) is not None
     loss = losses.linear_cross_entropy(hidden, weight, targets, chunk_size=256)
     loss.backward()
     exact_hidden = hidden.detach().double().requires_grad_()
