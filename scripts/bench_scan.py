@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from mambaseq.kernels.selective_scan_chunked import selective_scan_chunked
-from mambaseq.kernels.triton import ScanConfig, selective_scan_triton
+from mambaseq.kernels.triton import GluonScanConfig, ScanConfig, selective_scan_triton
 
 ANCHOR_SHAPES = ["1x1024x16x4096", "1x1024x16x65536", "1x1024x16x524288", "8x1536x16x2048", "4x1536x16x32768"]
 SDPA_SEQLEN_LIMIT = 65536        # ANCHORS lists SDPA up to L65536
@@ -33,8 +33,8 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shapes", nargs="+", default=ANCHOR_SHAPES, help="BATCHxD_INNERxD_STATExSEQLEN")
     parser.add_argument("--tilings", nargs="*", default=[],
-                        help="Triton tilings FORWARD[/BACKWARD], each BLOCK_D,CHUNK,WARPS (ScanConfig's fields; "
-                             "default: the library's choice)")
+                        help="tilings FORWARD[/BACKWARD], each BLOCK_D,CHUNK,WARPS (ScanConfig's fields) or "
+                             "gSTEPS,WARPS (GluonScanConfig's; default: the library's choice)")
     parser.add_argument("--repeats", type=int, default=20, help="timed runs (fewer for runs slower than 50 ms)")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--no-chunked", action="store_true", help="skip the PyTorch chunked scan")
@@ -75,9 +75,13 @@ def scan_inputs(batch: int, d_inner: int, d_state: int, seqlen: int) -> dict:
     )
 
 
-def _config(spec: str | None) -> ScanConfig | None:
-    """"4,64,2" -> ScanConfig(4, 64, 2); "" -> None (the library's choice)."""
-    return ScanConfig(*(int(value) for value in spec.split(","))) if spec else None
+def _config(spec: str | None) -> ScanConfig | GluonScanConfig | None:
+    """"4,64,2" -> ScanConfig(4, 64, 2); "g8,4" -> GluonScanConfig(8, 4); "" -> None (the library's choice)."""
+    if not spec:
+        return None
+    if spec.startswith("g"):
+        return GluonScanConfig(*(int(value) for value in spec[1:].split(",")))
+    return ScanConfig(*(int(value) for value in spec.split(",")))
 
 
 def contenders(tilings: list[str], with_chunked: bool) -> dict[str, Callable]:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from . import launch_gluon
+from .launch_gluon import GluonScanConfig
 from .scan_inputs import ScanInputs
 from .selective_scan_bwd import selective_scan_bwd_kernel
 from .selective_scan_fwd import selective_scan_fwd_kernel
@@ -28,23 +30,32 @@ class ScanConfig:
 
 WIDE_CONFIG = ScanConfig(1, 32, 1)
 NARROW_CONFIG = ScanConfig(4, 64, 2)
-WIDE_CHANNELS = 4096  # batch * d_inner from which one-channel programs win (H100)
+WIDE_CHANNELS = 4096  # batch * d_inner from which one-channel / Gluon programs win
 
 
-def default_config(inputs: ScanInputs, backward: bool) -> ScanConfig:
-    """One-channel programs for the backward and for wide forwards; 4-channel 64-step tiles for narrow forwards
-    (batch * d_inner < 4096), where fewer, wider programs pay off."""
+def default_config(inputs: ScanInputs, backward: bool, training: bool = True) -> ScanConfig | GluonScanConfig:
+    """Wide problems (batch * d_inner >= 4096) on CUDA: the Gluon kernels (forward + backward at parity with
+    mamba-ssm at b8 d1536 L2048 and 0.77x its time at b4 d1536 L32768, H200; BENCHMARKS.md), with 16-step lanes for
+    a forward that stores no states (`training=False`). Narrow problems, where one lane per (channel, 4 states)
+    leaves the GPU idle, and the interpreter: one-channel Triton programs for the backward and for wide forwards,
+    4-channel 64-step tiles for narrow forwards."""
     batch, d_inner, _ = inputs.u.shape
+    if batch * d_inner >= WIDE_CHANNELS:
+        gluon = launch_gluon.default_config(inputs, steps=8 if training or backward else 16)
+        if not launch_gluon.unsupported(inputs, gluon):
+            return gluon
     if backward or batch * d_inner >= WIDE_CHANNELS or inputs.channels_per_group % NARROW_CONFIG.block_d:
         return WIDE_CONFIG
     return NARROW_CONFIG
 
 
-def forward(inputs: ScanInputs, delta_softplus: bool, config: ScanConfig, state_chunk: int | None
-            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+def forward(inputs: ScanInputs, delta_softplus: bool, config: ScanConfig | GluonScanConfig,
+            state_chunk: int | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """y (dtype of u), final state (fp32) and, when `state_chunk` is given, the states entering every
-    `state_chunk`-step chunk (batch, d_inner, n_chunks, d_state) fp32, for the backward kernel (the forward then
-    runs on the backward's chunks)."""
+    `state_chunk`-step chunk (batch, d_inner, n_chunks, d_state) fp32, for the backward kernel (the Triton forward
+    then runs on the backward's chunks)."""
+    if isinstance(config, GluonScanConfig):
+        return launch_gluon.forward(inputs, delta_softplus, config, state_chunk)
     u = inputs.u
     batch, d_inner, seqlen = u.shape
     y = torch.empty(u.shape, device=u.device, dtype=u.dtype)
@@ -74,25 +85,16 @@ def forward(inputs: ScanInputs, delta_softplus: bool, config: ScanConfig, state_
     return y, final_state, chunk_states
 
 
-def backward(inputs: ScanInputs, delta_softplus: bool, config: ScanConfig, chunk_states: torch.Tensor,
+def backward(inputs: ScanInputs, delta_softplus: bool, config: ScanConfig | GluonScanConfig, chunk_states: torch.Tensor,
              dy: torch.Tensor, dfinal_state: torch.Tensor | None) -> dict[str, torch.Tensor | None]:
     """Gradients: du, ddelta, dz in the dtypes of u, delta, z; fp32 dA, dB, dC (kernel layout
     (batch, groups, d_state, L)), dD, ddelta_bias, dinitial_state."""
+    if isinstance(config, GluonScanConfig):
+        return launch_gluon.backward(inputs, delta_softplus, config, chunk_states, dy, dfinal_state)
     u = inputs.u
     batch, d_inner, seqlen = u.shape
     dy = dy if dy.stride(-1) == 1 else dy.contiguous()
-    fp32 = dict(device=u.device, dtype=torch.float32)
-    grads = dict(
-        du=torch.empty(u.shape, device=u.device, dtype=u.dtype),
-        ddelta=torch.empty(u.shape, device=u.device, dtype=inputs.delta.dtype),
-        dz=None if inputs.z is None else torch.empty(u.shape, device=u.device, dtype=inputs.z.dtype),
-        dA=torch.zeros(d_inner, inputs.d_state, **fp32),
-        dB=torch.zeros(inputs.B.shape, **fp32),
-        dC=torch.zeros(inputs.C.shape, **fp32),
-        dD=None if inputs.D is None else torch.zeros(d_inner, **fp32),
-        ddelta_bias=None if inputs.delta_bias is None else torch.zeros(d_inner, **fp32),
-        dinitial_state=torch.empty(batch, d_inner, inputs.d_state, **fp32),
-    )
+    grads = inputs.gradient_buffers()
     z = inputs.z if inputs.z is not None else u
     reset = inputs.reset
     dfinal_state = None if dfinal_state is None else dfinal_state.to(torch.float32).contiguous()

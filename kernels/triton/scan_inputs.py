@@ -10,8 +10,9 @@ SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 @dataclass
 class ScanInputs:
-    """u, delta, z contiguous along time; A, D, delta_bias, initial_state fp32; B/C as fp32
-    (batch, groups, d_state, L); reset int8 (batch, L) or None; `channels_per_group` = d_inner / groups."""
+    """u, delta, z contiguous along time; A, D, delta_bias, initial_state fp32; B/C (own dtype, read as fp32 by
+    the kernels) contiguous (batch, groups, d_state, L); reset int8 (batch, L) or None; `channels_per_group` =
+    d_inner / groups."""
     u: torch.Tensor
     delta: torch.Tensor
     A: torch.Tensor
@@ -27,6 +28,24 @@ class ScanInputs:
     @property
     def d_state(self) -> int:
         return self.A.shape[1]
+
+    def gradient_buffers(self) -> dict[str, torch.Tensor | None]:
+        """Gradient outputs of the backward kernels: du, ddelta, dz in the dtypes of u, delta, z; zeroed fp32 dA, dB,
+        dC (B's layout), dD, ddelta_bias (the kernels add into them); fp32 dinitial_state."""
+        u = self.u
+        batch, d_inner, _ = u.shape
+        fp32 = dict(device=u.device, dtype=torch.float32)
+        return dict(
+            du=torch.empty(u.shape, device=u.device, dtype=u.dtype),
+            ddelta=torch.empty(u.shape, device=u.device, dtype=self.delta.dtype),
+            dz=None if self.z is None else torch.empty(u.shape, device=u.device, dtype=self.z.dtype),
+            dA=torch.zeros(d_inner, self.d_state, **fp32),
+            dB=torch.zeros(self.B.shape, **fp32),
+            dC=torch.zeros(self.C.shape, **fp32),
+            dD=None if self.D is None else torch.zeros(d_inner, **fp32),
+            ddelta_bias=None if self.delta_bias is None else torch.zeros(d_inner, **fp32),
+            dinitial_state=torch.empty(batch, d_inner, self.d_state, **fp32),
+        )
 
     @property
     def block_n(self) -> int:
@@ -78,7 +97,7 @@ def prepare_inputs(u, delta, A, B, C, D, z, delta_bias, initial_state, seq_idx) 
         if matrix.dim() != 4 or matrix.shape[0] != batch or matrix.shape[2:] != (d_state, seqlen):
             raise ValueError(f"selective_scan_triton: {name} has shape {tuple(matrix.shape)}, expected "
                              f"({batch}, {d_state}, {seqlen}) or ({batch}, groups, {d_state}, {seqlen})")
-        matrices.append(_fp32(matrix))
+        matrices.append(matrix.contiguous())
     groups = matrices[0].shape[1]
     if matrices[1].shape[1] != groups or d_inner % groups != 0:
         raise ValueError(f"selective_scan_triton: B has {groups} groups and C {matrices[1].shape[1]}; both must "

@@ -4,6 +4,8 @@ Same contract as `mambaseq.kernels.selective_scan_reference`, plus packed variab
 When a gradient is needed, the forward pass also stores the state entering every chunk of the backward kernel
 (fp32, batch * d_inner * d_state * L / chunk floats); the backward kernel walks those chunks in reverse, recomputes
 each chunk's states and runs the adjoint recurrence. Everything is computed in fp32 whatever the input dtype.
+On CUDA, wide problems run the Gluon kernels (explicit register layouts: time runs inside each lane, chunk states
+every 8 steps), narrow ones and the CPU interpreter the Triton kernels (`launch.default_config`).
 """
 from __future__ import annotations
 
@@ -22,10 +24,10 @@ class SelectiveScanFunction(torch.autograd.Function):
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, seq_idx, forward_config,
                 backward_config):
         inputs = prepare_inputs(u, delta, A, B, C, D, z, delta_bias, initial_state, seq_idx)
-        forward_config = forward_config or launch.default_config(inputs, backward=False)
+        needs_grad = any(ctx.needs_input_grad)
+        forward_config = forward_config or launch.default_config(inputs, backward=False, training=needs_grad)
         backward_config = backward_config or launch.default_config(inputs, backward=True)
         ctx.set_materialize_grads(False)  # an unused output (often the final state) gets no zero gradient
-        needs_grad = any(ctx.needs_input_grad)
         y, final_state, chunk_states = launch.forward(inputs, delta_softplus, forward_config,
                                                       backward_config.chunk if needs_grad else None)
         if needs_grad:

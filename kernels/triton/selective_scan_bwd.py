@@ -102,6 +102,7 @@ def selective_scan_bwd_kernel(
         bc_mask = state_mask & in_seq
         B = load_masked(tl.broadcast_to(B_ptr + bc_offset + time, (BLOCK_D, BLOCK_N, CHUNK)), bc_mask, MASKED_BC, 0.0)
         C = load_masked(tl.broadcast_to(C_ptr + bc_offset + time, (BLOCK_D, BLOCK_N, CHUNK)), bc_mask, MASKED_BC, 0.0)
+        B, C = B.to(tl.float32), C.to(tl.float32)
 
         # forward states of the chunk, from its saved entry state
         decay = tl.exp2(dt * A2)                 # a_t
@@ -136,7 +137,7 @@ def selective_scan_bwd_kernel(
         reversed_time = seqlen - (chunk + 1) * CHUNK + time3
         C_reversed = load_masked(tl.broadcast_to(C_reversed_ptr + bc_offset + reversed_time,
                                                  (BLOCK_D, BLOCK_N, CHUNK)),
-                                 state_mask & (reversed_time >= 0), MASKED_BC, 0.0)
+                                 state_mask & (reversed_time >= 0), MASKED_BC, 0.0).to(tl.float32)
         decay_next_reversed = tl.exp2(tl.flip(dt_next, 2) * A2)
         if HAS_RESET:
             reset_next = load_masked(reset_row + time_next, time + 1 < seqlen, not EVEN_L, 0)

@@ -3,7 +3,7 @@
 One program owns `BLOCK_D` channels of one sequence and walks the sequence in chunks of `CHUNK` steps. A chunk is a
 register tile (BLOCK_D, BLOCK_N, CHUNK): decays a = exp(delta A) and inputs b = delta u B are combined by
 `tl.associative_scan` along time, the state carried from the previous chunk is folded into the chunk's first input,
-and y = C . h is a sum over the state axis. B/C (fp32 copies) are shared by the program's channels.
+and y = C . h is a sum over the state axis. B/C are shared by the program's channels.
 With `STORE_CHUNK_STATES` the state entering every chunk is written out (fp32) for the backward pass.
 """
 import triton
@@ -82,6 +82,7 @@ def selective_scan_fwd_kernel(
         bc_mask = state_mask & in_seq
         B = load_masked(tl.broadcast_to(B_row + time, (BLOCK_D, BLOCK_N, CHUNK)), bc_mask, MASKED_BC, 0.0)
         C = load_masked(tl.broadcast_to(C_row + time, (BLOCK_D, BLOCK_N, CHUNK)), bc_mask, MASKED_BC, 0.0)
+        B, C = B.to(tl.float32), C.to(tl.float32)
 
         decay = tl.exp2(dt * A2)
         if HAS_RESET:

@@ -1,0 +1,44 @@
+"""Structure of the compiled Gluon scan loops, checked on CPU (Triton compiles for sm_90 and disassembles with its
+bundled ptxas / nvdisasm; no GPU needed): time stays inside the lanes, so the loops shuffle only for the sums over
+a channel's 4 state lanes. A scan lowered across lanes (e.g. `associative_scan(reverse=True)`, which flips through
+warp shuffles) would multiply the shuffles."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("triton.experimental.gluon")
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "count_sass.py"
+
+
+@pytest.fixture(scope="module")
+def count_sass():
+    import triton
+
+    if not os.path.exists(os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "nvdisasm")):
+        pytest.skip("this Triton wheel ships no nvdisasm")
+    spec = importlib.util.spec_from_file_location("count_sass", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["count_sass"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gluon_loops_keep_time_inside_lanes(count_sass):
+    from mambaseq.kernels.triton.gluon_math import channel_sum_layout, scan_layout
+    from mambaseq.kernels.triton.selective_scan_bwd_gluon import selective_scan_bwd_gluon_kernel
+    from mambaseq.kernels.triton.selective_scan_fwd_gluon import selective_scan_fwd_gluon_kernel
+
+    tile = dict(LAYOUT=scan_layout(4, 4, 8, 2), BLOCK_D=16, BLOCK_N=16, STEPS=8, EVEN_D=True)
+    forward = count_sass.loop_instructions(selective_scan_fwd_gluon_kernel, dict(
+        count_sass.FEATURES, HAS_INITIAL_STATE=False, STORE_CHUNK_STATES=True, STATE_EVERY=1, **tile), 2)
+    backward = count_sass.loop_instructions(selective_scan_bwd_gluon_kernel, dict(
+        count_sass.FEATURES, HAS_DFINAL_STATE=False, SUM_LAYOUT=channel_sum_layout(16, 16, 8, 2), **tile), 2)
+    # 2 butterfly rounds over 4 state lanes for each of 8 steps: 16 per sum over states (1 forward, 3 backward)
+    assert forward["SHFL"] == 16
+    assert backward["SHFL"] == 48
+    assert backward["MUFU"] < 3 * 32  # one exp2 per element (32 per lane) plus per-step softplus/sigmoid terms
