@@ -12,4 +12,5 @@ from .launch import GluonScanConfig, ScanConfig
 from .selective_scan import selective_scan_triton
 from .ssd import ssd_triton
 
-__all__ = ["GluonScanConfig", "ScanConfig", "add_rms_norm_triton", "causal_conv1d_triton", "selective_scan_triton", "ssd_triton"]
+__all__ = ["GluonScanConfig", "ScanConfig", "add_rms_norm_triton", "causal_conv1d_triton", "selective_scan_triton",
+           "ssd_triton"]

@@ -10,7 +10,8 @@ its first step (`_adjoint_combine`); the adjoint a_{t+1} g_{t+1} of the later bl
 step. With a_t h_{t-1} = h_t - x_t B_t:
     dA = sum_t delta g (h - x B),  ddelta = u (g.B) + A.(g (h - x B)),  du = delta (g.B) + D dy',
     dB = sum_channels g x,  dC = sum_channels dy' h,  dh_{-1} = a_0 g_0.
-dB/dC (summed over the program's channels first, in shared memory), dA, dD and ddelta_bias go to fp32 buffers with atomics.
+dB/dC (summed over the program's channels first, in shared memory), dA, dD and ddelta_bias go to fp32 buffers
+with atomics.
 """
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
