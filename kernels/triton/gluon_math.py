@@ -29,21 +29,25 @@ def channel_sum_layout(block_d: int, block_n: int, steps: int, num_warps: int) -
 
 
 @gluon.jit
+def _approx_f32(INSTRUCTION: gl.constexpr, x):
+    """One PTX `INSTRUCTION.approx.ftz.f32` per element."""
+    return gl.inline_asm_elementwise(INSTRUCTION + ".approx.ftz.f32 $0, $1;", "=r,r", [x], dtype=gl.float32,
+                                     is_pure=True, pack=1)
+
+
+@gluon.jit
 def exp2_fast(x):
-    return gl.inline_asm_elementwise("ex2.approx.ftz.f32 $0, $1;", "=r,r", [x], dtype=gl.float32, is_pure=True,
-                                     pack=1)
+    return _approx_f32("ex2", x)
 
 
 @gluon.jit
 def log2_fast(x):
-    return gl.inline_asm_elementwise("lg2.approx.ftz.f32 $0, $1;", "=r,r", [x], dtype=gl.float32, is_pure=True,
-                                     pack=1)
+    return _approx_f32("lg2", x)
 
 
 @gluon.jit
 def reciprocal_fast(x):
-    return gl.inline_asm_elementwise("rcp.approx.ftz.f32 $0, $1;", "=r,r", [x], dtype=gl.float32, is_pure=True,
-                                     pack=1)
+    return _approx_f32("rcp", x)
 
 
 @gluon.jit
@@ -89,6 +93,41 @@ def _flip_last(x, D: gl.constexpr, N: gl.constexpr, T: gl.constexpr):
     else:
         earlier, later = gl.split(gl.reshape(x, [D, N, T // 2, 2]))
         return gl.reshape(gl.join(_flip_last(later, D, N, T // 2), _flip_last(earlier, D, N, T // 2)), [D, N, T])
+
+
+@gluon.jit
+def tile_indices(first_channel, LAYOUT: gl.constexpr, BLOCK_D: gl.constexpr, BLOCK_N: gl.constexpr,
+                 STEPS: gl.constexpr):
+    """Index tiles of a program's (channels, states, steps) tile in `LAYOUT`'s three 2-D slices:
+    channel (BLOCK_D, 1) and step (1, STEPS) of (channels, steps); channel (BLOCK_D, 1) and state (1, BLOCK_N) of
+    (channels, states); state (BLOCK_N, 1) and step (1, STEPS) of (states, steps). Channels are absolute."""
+    tile_dt: gl.constexpr = gl.SliceLayout(1, LAYOUT)
+    tile_dn: gl.constexpr = gl.SliceLayout(2, LAYOUT)
+    tile_nt: gl.constexpr = gl.SliceLayout(0, LAYOUT)
+    channel_dt = first_channel + gl.expand_dims(gl.arange(0, BLOCK_D, layout=gl.SliceLayout(1, tile_dt)), 1)
+    step_dt = gl.expand_dims(gl.arange(0, STEPS, layout=gl.SliceLayout(0, tile_dt)), 0)
+    channel_dn = first_channel + gl.expand_dims(gl.arange(0, BLOCK_D, layout=gl.SliceLayout(1, tile_dn)), 1)
+    state_dn = gl.expand_dims(gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, tile_dn)), 0)
+    state_nt = gl.expand_dims(gl.arange(0, BLOCK_N, layout=gl.SliceLayout(1, tile_nt)), 1)
+    step_nt = gl.expand_dims(gl.arange(0, STEPS, layout=gl.SliceLayout(0, tile_nt)), 0)
+    return channel_dt, step_dt, channel_dn, state_dn, state_nt, step_nt
+
+
+@gluon.jit
+def load_scan_steps(delta_row, u_row, z_row, bc_offset, B_ptr, C_ptr, time_dt, time_nt, state_nt, channel_ok_dt,
+                    seqlen, d_state, HAS_Z: gl.constexpr, ROWS_MASKED: gl.constexpr, BC_MASKED: gl.constexpr):
+    """Raw (stored dtype) delta, u, z rows (BLOCK_D, STEPS) at absolute times `time_dt` and B, C (BLOCK_N, STEPS) at
+    `time_nt`; z is u without z. Steps past the sequence read zeros."""
+    row_mask = channel_ok_dt & (time_dt < seqlen)
+    delta = load_masked(delta_row + time_dt, row_mask, ROWS_MASKED, 0.0)
+    u = load_masked(u_row + time_dt, row_mask, ROWS_MASKED, 0.0)
+    z = u
+    if HAS_Z:
+        z = load_masked(z_row + time_dt, row_mask, ROWS_MASKED, 0.0)
+    bc_mask = (state_nt < d_state) & (time_nt < seqlen)
+    B = load_masked(B_ptr + bc_offset + time_nt, bc_mask, BC_MASKED, 0.0)
+    C = load_masked(C_ptr + bc_offset + time_nt, bc_mask, BC_MASKED, 0.0)
+    return delta, u, z, B, C
 
 
 @gluon.jit

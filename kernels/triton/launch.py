@@ -56,48 +56,35 @@ def forward(inputs: ScanInputs, delta_softplus: bool, config: ScanConfig | Gluon
     then runs on the backward's chunks)."""
     if isinstance(config, GluonScanConfig):
         return launch_gluon.forward(inputs, delta_softplus, config, state_chunk)
-    u = inputs.u
+    u, z, reset = inputs.u, inputs.z_or_u, inputs.reset
     batch, d_inner, seqlen = u.shape
-    y = torch.empty(u.shape, device=u.device, dtype=u.dtype)
-    final_state = torch.empty(batch, d_inner, inputs.d_state, device=u.device, dtype=torch.float32)
-    chunk_states = None
-    if state_chunk is not None:
-        n_state_chunks = -(-seqlen // state_chunk)
-        chunk_states = torch.empty(batch, d_inner, n_state_chunks, inputs.d_state, device=u.device,
-                                   dtype=torch.float32)
-    z = inputs.z if inputs.z is not None else u
-    reset = inputs.reset
-    flags = dict(HAS_D=inputs.D is not None, HAS_Z=inputs.z is not None,
-                 HAS_DELTA_BIAS=inputs.delta_bias is not None, DELTA_SOFTPLUS=delta_softplus,
-                 HAS_RESET=reset is not None, HAS_INITIAL_STATE=inputs.initial_state is not None,
-                 STORE_CHUNK_STATES=state_chunk is not None, EVEN_N=inputs.block_n == inputs.d_state,
-                 BLOCK_D=config.block_d, BLOCK_N=inputs.block_n, num_warps=config.num_warps)
-    strides = (u.stride(0), u.stride(1), inputs.delta.stride(0), inputs.delta.stride(1), z.stride(0), z.stride(1),
-               y.stride(0), y.stride(1))
-    reset_stride = 0 if reset is None else reset.stride(0)
+    y, final_state, chunk_states = inputs.forward_buffers(state_chunk)
     chunk = state_chunk or config.chunk
     selective_scan_fwd_kernel[(d_inner // config.block_d, batch)](
         u, inputs.delta, inputs.A, inputs.B, inputs.C, inputs.D, z, inputs.delta_bias, reset,
         inputs.initial_state, y, final_state, chunk_states,
-        seqlen, d_inner, inputs.d_state, inputs.channels_per_group, -(-seqlen // chunk), *strides,
-        inputs.B.stride(0), inputs.B.stride(1), inputs.B.stride(2), reset_stride,
-        STORE_FINAL_STATE=True, EVEN_L=seqlen % chunk == 0, CHUNK=chunk, **flags)
+        seqlen, d_inner, inputs.d_state, inputs.channels_per_group, -(-seqlen // chunk),
+        u.stride(0), u.stride(1), inputs.delta.stride(0), inputs.delta.stride(1), z.stride(0), z.stride(1),
+        y.stride(0), y.stride(1), inputs.B.stride(0), inputs.B.stride(1), inputs.B.stride(2),
+        0 if reset is None else reset.stride(0),
+        HAS_INITIAL_STATE=inputs.initial_state is not None, STORE_CHUNK_STATES=state_chunk is not None,
+        STORE_FINAL_STATE=True, EVEN_L=seqlen % chunk == 0, BLOCK_D=config.block_d, BLOCK_N=inputs.block_n,
+        CHUNK=chunk, num_warps=config.num_warps, **inputs.kernel_flags(delta_softplus))
     return y, final_state, chunk_states
 
 
 def backward(inputs: ScanInputs, delta_softplus: bool, config: ScanConfig | GluonScanConfig, chunk_states: torch.Tensor,
              dy: torch.Tensor, dfinal_state: torch.Tensor | None) -> dict[str, torch.Tensor | None]:
     """Gradients: du, ddelta, dz in the dtypes of u, delta, z; fp32 dA, dB, dC (kernel layout
-    (batch, groups, d_state, L)), dD, ddelta_bias, dinitial_state."""
+    (batch, groups, d_state, L)), dD, ddelta_bias, dinitial_state. dy is made time-contiguous and dfinal_state fp32
+    here, for either kernel."""
+    dy = dy if dy.stride(-1) == 1 else dy.contiguous()
+    dfinal_state = None if dfinal_state is None else dfinal_state.to(torch.float32).contiguous()
     if isinstance(config, GluonScanConfig):
         return launch_gluon.backward(inputs, delta_softplus, config, chunk_states, dy, dfinal_state)
-    u = inputs.u
+    u, z, reset = inputs.u, inputs.z_or_u, inputs.reset
     batch, d_inner, seqlen = u.shape
-    dy = dy if dy.stride(-1) == 1 else dy.contiguous()
     grads = inputs.gradient_buffers()
-    z = inputs.z if inputs.z is not None else u
-    reset = inputs.reset
-    dfinal_state = None if dfinal_state is None else dfinal_state.to(torch.float32).contiguous()
     C_reversed = inputs.C.flip(-1).contiguous()  # the adjoint scan reads C back to front
     selective_scan_bwd_kernel[(d_inner // config.block_d, batch)](
         u, inputs.delta, inputs.A, inputs.B, inputs.C, C_reversed, inputs.D, z, inputs.delta_bias, reset, chunk_states,
@@ -108,9 +95,7 @@ def backward(inputs: ScanInputs, delta_softplus: bool, config: ScanConfig | Gluo
         u.stride(0), u.stride(1), inputs.delta.stride(0), inputs.delta.stride(1),
         z.stride(0), z.stride(1), dy.stride(0), dy.stride(1), grads["du"].stride(0), grads["du"].stride(1),
         inputs.B.stride(0), inputs.B.stride(1), inputs.B.stride(2), 0 if reset is None else reset.stride(0),
-        HAS_D=inputs.D is not None, HAS_Z=inputs.z is not None, HAS_DELTA_BIAS=inputs.delta_bias is not None,
-        DELTA_SOFTPLUS=delta_softplus, HAS_RESET=reset is not None, HAS_DFINAL_STATE=dfinal_state is not None,
-        EVEN_L=seqlen % config.chunk == 0, EVEN_N=inputs.block_n == inputs.d_state,
-        BLOCK_D=config.block_d, BLOCK_N=inputs.block_n, CHUNK=config.chunk, num_warps=config.num_warps,
+        HAS_DFINAL_STATE=dfinal_state is not None, EVEN_L=seqlen % config.chunk == 0, BLOCK_D=config.block_d,
+        BLOCK_N=inputs.block_n, CHUNK=config.chunk, num_warps=config.num_warps, **inputs.kernel_flags(delta_softplus),
     )
     return grads

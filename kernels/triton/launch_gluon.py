@@ -76,68 +76,62 @@ def default_config(inputs: ScanInputs, steps: int = 8) -> GluonScanConfig:
     return GluonScanConfig(steps, 1)
 
 
-def forward(inputs: ScanInputs, delta_softplus: bool, config: GluonScanConfig, state_chunk: int | None
-            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """`launch.forward` on the Gluon kernel (chunk states every `state_chunk` steps, a multiple of `steps`)."""
+def _geometry(inputs: ScanInputs, config: GluonScanConfig, delta_softplus: bool
+              ) -> tuple[tuple[int, int], dict]:
+    """Grid and the launch constants both Gluon kernels take (checks that they can run)."""
     problem = unsupported(inputs, config)
     if problem:
         raise ValueError(f"selective_scan_triton: {config} cannot run: {problem}")
-    if state_chunk is not None and state_chunk % config.steps:
-        raise ValueError(f"selective_scan_triton: backward chunk {state_chunk} is not a multiple of the Gluon "
-                         f"forward's {config.steps} steps")
-    u = inputs.u
-    batch, d_inner, seqlen = u.shape
+    batch, d_inner, seqlen = inputs.u.shape
     block_n = inputs.block_n
     lanes = config.lanes_per_channel(block_n)
     block_d = config.block_d(block_n)
-    y = torch.empty(u.shape, device=u.device, dtype=u.dtype)
-    final_state = torch.empty(batch, d_inner, inputs.d_state, device=u.device, dtype=torch.float32)
-    n_state_chunks = 1 if state_chunk is None else -(-seqlen // state_chunk)
-    chunk_states = None if state_chunk is None else torch.empty(batch, d_inner, n_state_chunks, inputs.d_state,
-                                                                device=u.device, dtype=torch.float32)
-    z = inputs.z if inputs.z is not None else u
-    reset = inputs.reset
-    kernels = _kernels()
-    kernels["forward"][(-(-d_inner // block_d), batch)](
+    constants = dict(EVEN_L=seqlen % config.steps == 0, EVEN_D=d_inner % block_d == 0,
+                     LAYOUT=_kernels()["scan_layout"](block_n // lanes, lanes, config.steps, config.num_warps),
+                     BLOCK_D=block_d, BLOCK_N=block_n, STEPS=config.steps, num_warps=config.num_warps,
+                     **inputs.kernel_flags(delta_softplus))
+    return (-(-d_inner // block_d), batch), constants
+
+
+def forward(inputs: ScanInputs, delta_softplus: bool, config: GluonScanConfig, state_chunk: int | None
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """`launch.forward` on the Gluon kernel (chunk states every `state_chunk` steps, a multiple of `steps`)."""
+    grid, constants = _geometry(inputs, config, delta_softplus)
+    if state_chunk is not None and state_chunk % config.steps:
+        raise ValueError(f"selective_scan_triton: backward chunk {state_chunk} is not a multiple of the Gluon "
+                         f"forward's {config.steps} steps")
+    u, z, reset = inputs.u, inputs.z_or_u, inputs.reset
+    _, d_inner, seqlen = u.shape
+    y, final_state, chunk_states = inputs.forward_buffers(state_chunk)
+    _kernels()["forward"][grid](
         u, inputs.delta, inputs.A, inputs.B, inputs.C, inputs.D, z, inputs.delta_bias, reset,
         inputs.initial_state, y, final_state, chunk_states,
-        seqlen, d_inner, inputs.d_state, inputs.channels_per_group, -(-seqlen // config.steps), n_state_chunks,
+        seqlen, d_inner, inputs.d_state, inputs.channels_per_group, -(-seqlen // config.steps),
+        1 if chunk_states is None else chunk_states.shape[2],
         u.stride(0), u.stride(1), inputs.delta.stride(0), inputs.delta.stride(1), z.stride(0), z.stride(1),
         y.stride(0), y.stride(1), inputs.B.stride(0), inputs.B.stride(1), inputs.B.stride(2),
         0 if reset is None else reset.stride(0),
-        HAS_D=inputs.D is not None, HAS_Z=inputs.z is not None, HAS_DELTA_BIAS=inputs.delta_bias is not None,
-        DELTA_SOFTPLUS=delta_softplus, HAS_RESET=reset is not None,
         HAS_INITIAL_STATE=inputs.initial_state is not None, STORE_CHUNK_STATES=state_chunk is not None,
-        STATE_EVERY=1 if state_chunk is None else state_chunk // config.steps,
-        EVEN_L=seqlen % config.steps == 0, EVEN_N=block_n == inputs.d_state, EVEN_D=d_inner % block_d == 0,
-        LAYOUT=kernels["scan_layout"](block_n // lanes, lanes, config.steps, config.num_warps), BLOCK_D=block_d,
-        BLOCK_N=block_n, STEPS=config.steps, num_warps=config.num_warps,
+        STATE_EVERY=1 if state_chunk is None else state_chunk // config.steps, **constants,
     )
     return y, final_state, chunk_states
 
 
 def backward(inputs: ScanInputs, delta_softplus: bool, config: GluonScanConfig, chunk_states: torch.Tensor,
              dy: torch.Tensor, dfinal_state: torch.Tensor | None) -> dict[str, torch.Tensor | None]:
-    """`launch.backward` on the Gluon kernel (chunk states every `config.steps` steps)."""
-    problem = unsupported(inputs, config)
-    if problem:
-        raise ValueError(f"selective_scan_triton: {config} cannot run: {problem}")
-    u = inputs.u
-    batch, d_inner, seqlen = u.shape
+    """`launch.backward` on the Gluon kernel (chunk states every `config.steps` steps; dy time-contiguous,
+    dfinal_state fp32 or None)."""
+    grid, constants = _geometry(inputs, config, delta_softplus)
+    u, z, reset = inputs.u, inputs.z_or_u, inputs.reset
+    _, d_inner, seqlen = u.shape
     n_steps = -(-seqlen // config.steps)
     if chunk_states.shape[2] != n_steps:
         raise ValueError(f"selective_scan_triton: {chunk_states.shape[2]} stored states for {n_steps} blocks of "
                          f"{config.steps} steps")
-    dy = dy if dy.stride(-1) == 1 else dy.contiguous()
     grads = inputs.gradient_buffers()
-    z = inputs.z if inputs.z is not None else u
-    reset = inputs.reset
-    dfinal_state = None if dfinal_state is None else dfinal_state.to(torch.float32).contiguous()
-    block_n = inputs.block_n
-    lanes = config.lanes_per_channel(block_n)
-    block_d = config.block_d(block_n)
-    kernels = _kernels()
-    kernels["backward"][(-(-d_inner // block_d), batch)](
+    sum_layout = _kernels()["channel_sum_layout"](constants["BLOCK_D"], constants["BLOCK_N"], config.steps,
+                                                  config.num_warps)
+    _kernels()["backward"][grid](
         u, inputs.delta, inputs.A, inputs.B, inputs.C, inputs.D, z, inputs.delta_bias, reset, chunk_states,
         dy, dfinal_state,
         grads["du"], grads["ddelta"], grads["dz"], grads["dA"], grads["dB"], grads["dC"], grads["dD"],
@@ -146,11 +140,6 @@ def backward(inputs: ScanInputs, delta_softplus: bool, config: GluonScanConfig, 
         u.stride(0), u.stride(1), inputs.delta.stride(0), inputs.delta.stride(1),
         z.stride(0), z.stride(1), dy.stride(0), dy.stride(1), grads["du"].stride(0), grads["du"].stride(1),
         inputs.B.stride(0), inputs.B.stride(1), inputs.B.stride(2), 0 if reset is None else reset.stride(0),
-        HAS_D=inputs.D is not None, HAS_Z=inputs.z is not None, HAS_DELTA_BIAS=inputs.delta_bias is not None,
-        DELTA_SOFTPLUS=delta_softplus, HAS_RESET=reset is not None, HAS_DFINAL_STATE=dfinal_state is not None,
-        EVEN_L=seqlen % config.steps == 0, EVEN_N=block_n == inputs.d_state, EVEN_D=d_inner % block_d == 0,
-        LAYOUT=kernels["scan_layout"](block_n // lanes, lanes, config.steps, config.num_warps),
-        SUM_LAYOUT=kernels["channel_sum_layout"](block_d, block_n, config.steps, config.num_warps),
-        BLOCK_D=block_d, BLOCK_N=block_n, STEPS=config.steps, num_warps=config.num_warps,
+        HAS_DFINAL_STATE=dfinal_state is not None, SUM_LAYOUT=sum_layout, **constants,
     )
     return grads

@@ -29,6 +29,30 @@ class ScanInputs:
     def d_state(self) -> int:
         return self.A.shape[1]
 
+    @property
+    def z_or_u(self) -> torch.Tensor:
+        """z, or u as a placeholder pointer (and strides) for kernels compiled without z."""
+        return self.u if self.z is None else self.z
+
+    def kernel_flags(self, delta_softplus: bool) -> dict[str, bool]:
+        """The constexpr switches every scan kernel (Triton and Gluon, forward and backward) takes."""
+        return dict(HAS_D=self.D is not None, HAS_Z=self.z is not None, HAS_DELTA_BIAS=self.delta_bias is not None,
+                    DELTA_SOFTPLUS=delta_softplus, HAS_RESET=self.reset is not None,
+                    EVEN_N=self.block_n == self.d_state)
+
+    def forward_buffers(self, state_chunk: int | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Outputs of the forward kernels: y (dtype of u), fp32 final state and, when `state_chunk` is given, fp32
+        states entering every `state_chunk` steps (batch, d_inner, n_chunks, d_state)."""
+        u = self.u
+        batch, d_inner, seqlen = u.shape
+        y = torch.empty(u.shape, device=u.device, dtype=u.dtype)
+        final_state = torch.empty(batch, d_inner, self.d_state, device=u.device, dtype=torch.float32)
+        chunk_states = None
+        if state_chunk is not None:
+            chunk_states = torch.empty(batch, d_inner, -(-seqlen // state_chunk), self.d_state, device=u.device,
+                                       dtype=torch.float32)
+        return y, final_state, chunk_states
+
     def gradient_buffers(self) -> dict[str, torch.Tensor | None]:
         """Gradient outputs of the backward kernels: du, ddelta, dz in the dtypes of u, delta, z; zeroed fp32 dA, dB,
         dC (B's layout), dD, ddelta_bias (the kernels add into them); fp32 dinitial_state."""

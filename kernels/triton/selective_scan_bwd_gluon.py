@@ -22,10 +22,12 @@ from .gluon_math import (
     flip_steps,
     linear_recurrence_combine,
     load_masked,
+    load_scan_steps,
     sigmoid_fast,
     softplus_fast,
     store_masked,
     take_first,
+    tile_indices,
 )
 
 
@@ -44,18 +46,11 @@ def _load_block(chunk_state_rows, delta_row, u_row, dy_row, z_row, B_ptr, C_ptr,
     """Inputs of block `block` as stored: entry state (BLOCK_D, BLOCK_N), delta, u, dy, z rows (BLOCK_D, STEPS; z is
     u without z), B, C (BLOCK_N, STEPS). Steps past the sequence read zeros."""
     time_dt = block * STEPS + step_dt
-    time_nt = block * STEPS + step_nt
-    row_mask = channel_ok_dt & (time_dt < seqlen)
     h0 = load_masked(chunk_state_rows + block * d_state, state_mask, STATES_MASKED, 0.0)
-    delta = load_masked(delta_row + time_dt, row_mask, ROWS_MASKED, 0.0)
-    u = load_masked(u_row + time_dt, row_mask, ROWS_MASKED, 0.0)
-    dy = load_masked(dy_row + time_dt, row_mask, ROWS_MASKED, 0.0)
-    z = u
-    if HAS_Z:
-        z = load_masked(z_row + time_dt, row_mask, ROWS_MASKED, 0.0)
-    bc_mask = (state_nt < d_state) & (time_nt < seqlen)
-    B = load_masked(B_ptr + bc_offset + time_nt, bc_mask, BC_MASKED, 0.0)
-    C = load_masked(C_ptr + bc_offset + time_nt, bc_mask, BC_MASKED, 0.0)
+    dy = load_masked(dy_row + time_dt, channel_ok_dt & (time_dt < seqlen), ROWS_MASKED, 0.0)
+    delta, u, z, B, C = load_scan_steps(delta_row, u_row, z_row, bc_offset, B_ptr, C_ptr, time_dt,
+                                        block * STEPS + step_nt, state_nt, channel_ok_dt, seqlen, d_state, HAS_Z,
+                                        ROWS_MASKED, BC_MASKED)
     return h0, delta, u, dy, z, B, C
 
 
@@ -86,16 +81,11 @@ def selective_scan_bwd_gluon_kernel(
 ):
     tile_dt: gl.constexpr = gl.SliceLayout(1, LAYOUT)      # (BLOCK_D, STEPS)
     tile_dn: gl.constexpr = gl.SliceLayout(2, LAYOUT)      # (BLOCK_D, BLOCK_N)
-    tile_nt: gl.constexpr = gl.SliceLayout(0, LAYOUT)      # (BLOCK_N, STEPS)
     batch = gl.program_id(1).to(gl.int64)
     first_channel = gl.program_id(0) * BLOCK_D
-    channel_d = first_channel + gl.arange(0, BLOCK_D, layout=gl.SliceLayout(1, tile_dt))
-    channel_dt = gl.expand_dims(channel_d, 1)
-    step_dt = gl.expand_dims(gl.arange(0, STEPS, layout=gl.SliceLayout(0, tile_dt)), 0)
-    channel_dn = first_channel + gl.expand_dims(gl.arange(0, BLOCK_D, layout=gl.SliceLayout(1, tile_dn)), 1)
-    state_dn = gl.expand_dims(gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, tile_dn)), 0)
-    state_nt = gl.expand_dims(gl.arange(0, BLOCK_N, layout=gl.SliceLayout(1, tile_nt)), 1)
-    step_nt = gl.expand_dims(gl.arange(0, STEPS, layout=gl.SliceLayout(0, tile_nt)), 0)
+    channel_dt, step_dt, channel_dn, state_dn, state_nt, step_nt = tile_indices(first_channel, LAYOUT, BLOCK_D,
+                                                                                BLOCK_N, STEPS)
+    channel_d = gl.sum(channel_dt, axis=1)                                           # (BLOCK_D,)
     step3 = gl.expand_dims(step_dt, 1)                                               # (1, 1, STEPS)
     tile_r: gl.constexpr = gl.SliceLayout(0, SUM_LAYOUT)   # (BLOCK_N, STEPS), one lane per element
     state_r = gl.expand_dims(gl.arange(0, BLOCK_N, layout=gl.SliceLayout(1, tile_r)), 1)

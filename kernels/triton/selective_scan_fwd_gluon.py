@@ -16,10 +16,12 @@ from .gluon_math import (
     exp2_fast,
     linear_recurrence_combine,
     load_masked,
+    load_scan_steps,
     sigmoid_fast,
     softplus_fast,
     store_masked,
     take_last,
+    tile_indices,
 )
 
 
@@ -36,17 +38,10 @@ def selective_scan_fwd_gluon_kernel(
     STATE_EVERY: gl.constexpr, EVEN_L: gl.constexpr, EVEN_N: gl.constexpr, EVEN_D: gl.constexpr,
     LAYOUT: gl.constexpr, BLOCK_D: gl.constexpr, BLOCK_N: gl.constexpr, STEPS: gl.constexpr,
 ):
-    tile_dt: gl.constexpr = gl.SliceLayout(1, LAYOUT)      # (BLOCK_D, STEPS)
-    tile_dn: gl.constexpr = gl.SliceLayout(2, LAYOUT)      # (BLOCK_D, BLOCK_N)
-    tile_nt: gl.constexpr = gl.SliceLayout(0, LAYOUT)      # (BLOCK_N, STEPS)
     batch = gl.program_id(1).to(gl.int64)
     first_channel = gl.program_id(0) * BLOCK_D
-    channel_dt = first_channel + gl.expand_dims(gl.arange(0, BLOCK_D, layout=gl.SliceLayout(1, tile_dt)), 1)
-    step_dt = gl.expand_dims(gl.arange(0, STEPS, layout=gl.SliceLayout(0, tile_dt)), 0)
-    channel_dn = first_channel + gl.expand_dims(gl.arange(0, BLOCK_D, layout=gl.SliceLayout(1, tile_dn)), 1)
-    state_dn = gl.expand_dims(gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, tile_dn)), 0)
-    state_nt = gl.expand_dims(gl.arange(0, BLOCK_N, layout=gl.SliceLayout(1, tile_nt)), 1)
-    step_nt = gl.expand_dims(gl.arange(0, STEPS, layout=gl.SliceLayout(0, tile_nt)), 0)
+    channel_dt, step_dt, channel_dn, state_dn, state_nt, step_nt = tile_indices(first_channel, LAYOUT, BLOCK_D,
+                                                                                BLOCK_N, STEPS)
     first_step = gl.expand_dims(step_dt, 1) == 0                                     # (1, 1, STEPS)
     ROWS_MASKED: gl.constexpr = not (EVEN_L and EVEN_D)
     BC_MASKED: gl.constexpr = not (EVEN_L and EVEN_N)
@@ -73,10 +68,11 @@ def selective_scan_fwd_gluon_kernel(
     if HAS_INITIAL_STATE:
         h = load_masked(initial_state_ptr + state_rows, state_mask, not (EVEN_N and EVEN_D), 0.0).to(gl.float32)
     else:
-        h = gl.zeros((BLOCK_D, BLOCK_N), gl.float32, tile_dn)
+        h = gl.zeros((BLOCK_D, BLOCK_N), gl.float32, gl.SliceLayout(2, LAYOUT))
 
-    dt_raw, u_raw, z_raw, B, C = _load_steps(delta_row, u_row, z_row, bc_offset, B_ptr, C_ptr, step_dt, step_nt,
-                                             state_nt, channel_ok_dt, seqlen, d_state, HAS_Z, ROWS_MASKED, BC_MASKED)
+    dt_raw, u_raw, z_raw, B, C = load_scan_steps(delta_row, u_row, z_row, bc_offset, B_ptr, C_ptr, step_dt, step_nt,
+                                                 state_nt, channel_ok_dt, seqlen, d_state, HAS_Z, ROWS_MASKED,
+                                                 BC_MASKED)
     for index in range(n_steps):
         if STORE_CHUNK_STATES:  # (batch, d_inner, n_state_chunks, d_state)
             if index % STATE_EVERY == 0:
@@ -85,7 +81,7 @@ def selective_scan_fwd_gluon_kernel(
                 store_masked(chunk_pointer, h, state_mask, not (EVEN_N and EVEN_D))
         start = index * STEPS
         next_start = gl.minimum(index + 1, n_steps - 1) * STEPS
-        dt_next, u_next, z_next, B_next, C_next = _load_steps(
+        dt_next, u_next, z_next, B_next, C_next = load_scan_steps(
             delta_row, u_row, z_row, bc_offset, B_ptr, C_ptr, next_start + step_dt, next_start + step_nt, state_nt,
             channel_ok_dt, seqlen, d_state, HAS_Z, ROWS_MASKED, BC_MASKED)
         dt = dt_raw.to(gl.float32)
@@ -101,10 +97,10 @@ def selective_scan_fwd_gluon_kernel(
             reset = load_masked(reset_ptr + batch * stride_reset_batch + start + step_dt, start + step_dt < seqlen,
                                 not EVEN_L, 0)
             decay = gl.where(gl.expand_dims(reset, 1) != 0, 0.0, decay)
-        drive = gl.expand_dims(dt * u, 1) * gl.expand_dims(B, 0)
+        drive = gl.expand_dims(dt * u, 1) * gl.expand_dims(B.to(gl.float32), 0)
         drive = gl.where(first_step, drive + decay * gl.expand_dims(h, 2), drive)  # carry the state in
         _, states = gl.associative_scan((decay, drive), 2, linear_recurrence_combine)
-        y = gl.sum(states * gl.expand_dims(C, 0), axis=1)                            # (BLOCK_D, STEPS)
+        y = gl.sum(states * gl.expand_dims(C.to(gl.float32), 0), axis=1)                            # (BLOCK_D, STEPS)
         if HAS_D:
             y = y + skip * u
         if HAS_Z:
@@ -115,20 +111,3 @@ def selective_scan_fwd_gluon_kernel(
         dt_raw, u_raw, z_raw, B, C = dt_next, u_next, z_next, B_next, C_next
 
     store_masked(final_state_ptr + state_rows, h, state_mask, not (EVEN_N and EVEN_D))
-
-
-@gluon.jit
-def _load_steps(delta_row, u_row, z_row, bc_offset, B_ptr, C_ptr, time_dt, time_nt, state_nt, channel_ok_dt,
-                seqlen, d_state, HAS_Z: gl.constexpr, ROWS_MASKED: gl.constexpr, BC_MASKED: gl.constexpr):
-    """Raw delta, u, z rows (BLOCK_D, STEPS) at absolute times `time_dt` and B, C (BLOCK_N, STEPS) at `time_nt`
-    (fp32); z is u without z. Steps past the sequence read zeros."""
-    row_mask = channel_ok_dt & (time_dt < seqlen)
-    delta = load_masked(delta_row + time_dt, row_mask, ROWS_MASKED, 0.0)
-    u = load_masked(u_row + time_dt, row_mask, ROWS_MASKED, 0.0)
-    z = u
-    if HAS_Z:
-        z = load_masked(z_row + time_dt, row_mask, ROWS_MASKED, 0.0)
-    bc_mask = (state_nt < d_state) & (time_nt < seqlen)
-    B = load_masked(B_ptr + bc_offset + time_nt, bc_mask, BC_MASKED, 0.0).to(gl.float32)
-    C = load_masked(C_ptr + bc_offset + time_nt, bc_mask, BC_MASKED, 0.0).to(gl.float32)
-    return delta, u, z, B, C
