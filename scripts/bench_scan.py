@@ -33,7 +33,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shapes", nargs="+", default=ANCHOR_SHAPES, help="BATCHxD_INNERxD_STATExSEQLEN")
     parser.add_argument("--tilings", nargs="*", default=[],
-                        help="tilings FORWARD[/BACKWARD], each BLOCK_D,CHUNK,WARPS (ScanConfig's fields) or "
+                        help="tilings FORWARD[/BACKWARD], each BLOCK_D,CHUNK,WARPS[,SEGMENTS] (ScanConfig's fields) or "
                              "gSTEPS,WARPS (GluonScanConfig's; default: the library's choice)")
     parser.add_argument("--repeats", type=int, default=20, help="timed runs (fewer for runs slower than 50 ms)")
     parser.add_argument("--warmup", type=int, default=3)

@@ -6,10 +6,17 @@ and several threads per worker on a 2-core machine slow them down many times ove
 from __future__ import annotations
 
 import random
+import sys
 import zlib
+from pathlib import Path
 
 import pytest
 import torch
+
+# `python -m pytest` from the checkout puts its root on sys.path, where the `kernels/` source folder (installed as
+# `mambaseq.kernels`) would shadow Hugging Face's `kernels` package that transformers imports.
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != REPO_ROOT]
 
 if not torch.cuda.is_available():
     torch.set_num_threads(1)

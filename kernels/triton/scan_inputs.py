@@ -53,6 +53,11 @@ class ScanInputs:
                                        dtype=torch.float32)
         return y, final_state, chunk_states
 
+    def segment_buffers(self, n_segments: int) -> torch.Tensor:
+        """fp32 (batch, d_inner, n_segments, d_state): one state per segment of a sequence-parallel scan."""
+        batch, d_inner, _ = self.u.shape
+        return torch.empty(batch, d_inner, n_segments, self.d_state, device=self.u.device, dtype=torch.float32)
+
     def gradient_buffers(self) -> dict[str, torch.Tensor | None]:
         """Gradient outputs of the backward kernels: du, ddelta, dz in the dtypes of u, delta, z; zeroed fp32 dA, dB,
         dC (B's layout), dD, ddelta_bias (the kernels add into them); fp32 dinitial_state."""

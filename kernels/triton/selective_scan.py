@@ -5,7 +5,8 @@ When a gradient is needed, the forward pass also stores the state entering every
 (fp32, batch * d_inner * d_state * L / chunk floats); the backward kernel walks those chunks in reverse, recomputes
 each chunk's states and runs the adjoint recurrence. Everything is computed in fp32 whatever the input dtype.
 On CUDA, wide problems run the Gluon kernels (explicit register layouts: time runs inside each lane, chunk states
-every 8 steps), narrow ones and the CPU interpreter the Triton kernels (`launch.default_config`).
+every 8 steps), narrow ones and the CPU interpreter the Triton kernels (`launch.default_config`), cut along time
+into parallel segments when the sequence is long (`ScanConfig.segments`).
 """
 from __future__ import annotations
 

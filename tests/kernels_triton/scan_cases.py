@@ -20,6 +20,12 @@ INTERPRETER_CASES = {
     "packed-documents": (2, 4, 4, 40, (4, 16, 2), (4, 8, 2), dict(documents=4)),
     "packed-documents-even-L": (1, 4, 8, 32, (2, 16, 1), (2, 16, 1), dict(documents=3, groups=2)),
     "default-config-single-step": (2, 4, 16, 1, None, None, dict()),
+    # sequence parallelism: 9 chunks in 3 segments (ragged last chunk), segments of 2 or 3 chunks with resets
+    "sequence-parallel": (2, 8, 5, 70, (4, 8, 1, 3), (2, 8, 1, 4), dict(groups=2)),
+    "sequence-parallel-packed-documents": (2, 4, 4, 64, (4, 8, 2, 4), (4, 8, 2, 3), dict(documents=4)),
+    "sequence-parallel-bare": (1, 8, 4, 48, (2, 8, 1, 2), (2, 8, 1, 6),
+                               dict(softplus=False, with_delta_bias=False, with_z=False, with_D=False,
+                                    with_initial_state=False)),
 }
 TENSOR_NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias", "initial_state")
 

@@ -37,6 +37,7 @@ def _triton_scan(forward_tiling=None, backward_tiling=None):
     pytest.param(2, 2304, 16, 300, dict(groups=3, documents=2), id="wide-default-gluon"),
     pytest.param(2, 192, 16, 2048, dict(groups=3), id="grouped-BC"),
     pytest.param(2, 128, 16, 777, dict(documents=6), id="packed-documents"),
+    pytest.param(1, 64, 16, 8192, dict(documents=5), id="long-narrow-sequence-parallel"),
     pytest.param(3, 64, 7, 300, dict(with_D=False, with_z=False, softplus=False, with_delta_bias=False,
                                      with_initial_state=False), id="bare-odd-d_state"),
 ])
@@ -48,7 +49,7 @@ def test_matches_fp64_reference(seed, dtype, batch, d_inner, d_state, seqlen, op
 
 @pytest.mark.parametrize("forward_tiling, backward_tiling", [
     ((1, 16, 1), (1, 16, 1)), ((2, 32, 2), (2, 32, 2)), ((16, 32, 4), (4, 32, 4)), ((8, 64, 4), (16, 128, 8)),
-    ((4, 64, 2), (1, 64, 1)), ((16, 16, 2), (8, 32, 2)),
+    ((4, 64, 2), (1, 64, 1)), ((16, 16, 2), (8, 32, 2)), ((4, 64, 2, 3), (1, 32, 1, 5)), ((1, 16, 1, 7), (2, 16, 1, 2)),
 ], ids=str)
 def test_every_tiling_matches_reference(seed, forward_tiling, backward_tiling):
     generator = torch.Generator().manual_seed(seed)
@@ -95,13 +96,16 @@ def test_agrees_with_mamba_ssm(seed):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
-def test_inference_forward_matches_reference(seed, dtype):
-    """Without autograd the default forward of a wide problem (Gluon, 16-step lanes) stores no chunk states: y and
-    the final state alone."""
+@pytest.mark.parametrize("batch, d_inner, seqlen", [
+    pytest.param(3, 1400, 1000, id="wide-gluon"), pytest.param(1, 128, 6000, id="narrow-sequence-parallel"),
+])
+def test_inference_forward_matches_reference(seed, dtype, batch, d_inner, seqlen):
+    """Without autograd the default forward stores no chunk states: y and the final state alone, for a wide problem
+    (Gluon, 16-step lanes) and a long narrow one (Triton, 64-step chunks in segments)."""
     from mambaseq.kernels.triton import selective_scan_triton
 
     generator = torch.Generator().manual_seed(seed)
-    problem = scan_problem(3, 1400, 16, 1000, documents=2, generator=generator, device="cuda")
+    problem = scan_problem(batch, d_inner, 16, seqlen, documents=2, generator=generator, device="cuda")
     names = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias", "initial_state")
     exact = {name: problem[name].to(dtype).double() for name in names}
     expected = reference_scan({**problem, **exact})
