@@ -31,3 +31,21 @@ def load_masked(pointer, mask, MASKED: tl.constexpr, other):
     if MASKED:
         return tl.load(pointer, mask=mask, other=other)
     return tl.load(pointer)
+
+
+@triton.jit
+def segment_slot(rows, segment, n_segments, d_state, channel3, state3):
+    """Offsets of a program's (channel, state) tile in segment `segment` of a (batch, d_inner, n_segments,
+    d_state) tensor; `rows` = (batch * d_inner + first channel) * d_state."""
+    return rows * n_segments + segment * d_state + channel3 * (n_segments * d_state) + state3
+
+
+@triton.jit
+def load_channel_parameters(A_ptr, delta_bias_ptr, first_channel, channel3, state3, d_state, state_mask,
+                            HAS_DELTA_BIAS: tl.constexpr, EVEN_N: tl.constexpr):
+    """A (BLOCK_D, BLOCK_N, 1) fp32 and the delta bias (BLOCK_D, 1, 1), 0.0 without one, of the program's channels."""
+    A = load_masked(A_ptr + first_channel * d_state + channel3 * d_state + state3, state_mask, not EVEN_N, 0.0)
+    delta_bias = 0.0
+    if HAS_DELTA_BIAS:
+        delta_bias = tl.load(delta_bias_ptr + first_channel + channel3).to(tl.float32)
+    return A.to(tl.float32), delta_bias

@@ -20,7 +20,8 @@ segments (`selective_scan_segments`) the full kernel starts every segment from t
 import triton
 import triton.language as tl
 
-from .scan_math import LOG2E, linear_recurrence_combine, load_masked, sigmoid, softplus
+from .scan_math import (LOG2E, linear_recurrence_combine, load_channel_parameters, load_masked, segment_slot,
+                        sigmoid, softplus)
 
 
 @triton.jit
@@ -63,12 +64,9 @@ def selective_scan_bwd_kernel(
     state_mask = state3 < d_state
     MASKED_BC: tl.constexpr = not (EVEN_L and EVEN_N)
 
-    A = load_masked(A_ptr + first_channel * d_state + channel3 * d_state + state3, state_mask, not EVEN_N, 0.0)
-    A = A.to(tl.float32)
+    A, delta_bias = load_channel_parameters(A_ptr, delta_bias_ptr, first_channel, channel3, state3, d_state,
+                                            state_mask, HAS_DELTA_BIAS, EVEN_N)
     A2 = A * LOG2E
-    delta_bias = 0.0
-    if HAS_DELTA_BIAS:
-        delta_bias = tl.load(delta_bias_ptr + first_channel + channel3).to(tl.float32)
     if HAS_D:
         skip = tl.load(D_ptr + first_channel + channel3).to(tl.float32)
     bc_offset = (batch * stride_bc_batch + (first_channel // channels_per_group) * stride_bc_group
@@ -85,11 +83,10 @@ def selective_scan_bwd_kernel(
         reset_row = reset_ptr + batch * stride_reset_batch
     rows = (batch * d_inner + first_channel) * d_state              # into (batch, d_inner, d_state)
     state_offset = channel3 * d_state + state3
-    # this segment's slot of a (batch, d_inner, n_segments, d_state) tensor
-    segment_slot = rows * n_segments + tl.program_id(2) * d_state + channel3 * (n_segments * d_state) + state3
+    slot = segment_slot(rows, tl.program_id(2), n_segments, d_state, channel3, state3)
 
     if HAS_DFINAL_STATE:
-        adjoint_in = load_masked(dfinal_state_ptr + segment_slot, state_mask, not EVEN_N, 0.0)
+        adjoint_in = load_masked(dfinal_state_ptr + slot, state_mask, not EVEN_N, 0.0)
     else:
         adjoint_in = tl.zeros((BLOCK_D, BLOCK_N, 1), tl.float32)
     dA_acc = tl.zeros((BLOCK_D, BLOCK_N, 1), tl.float32)
@@ -229,11 +226,9 @@ def selective_scan_bwd_summary_kernel(
     state_mask = state3 < d_state
     MASKED_BC: tl.constexpr = not (EVEN_L and EVEN_N)
 
-    A2 = load_masked(A_ptr + first_channel * d_state + channel3 * d_state + state3, state_mask, not EVEN_N, 0.0)
-    A2 = A2.to(tl.float32) * LOG2E
-    delta_bias = 0.0
-    if HAS_DELTA_BIAS:
-        delta_bias = tl.load(delta_bias_ptr + first_channel + channel3).to(tl.float32)
+    A, delta_bias = load_channel_parameters(A_ptr, delta_bias_ptr, first_channel, channel3, state3, d_state,
+                                            state_mask, HAS_DELTA_BIAS, EVEN_N)
+    A2 = A * LOG2E
     C_reversed_row = (C_reversed_ptr + batch * stride_bc_batch + (first_channel // channels_per_group) * stride_bc_group
                       + state3 * stride_bc_state)
     delta_row = (delta_ptr + batch * stride_delta_batch + wide_channel * stride_delta_channel
@@ -272,8 +267,7 @@ def selective_scan_bwd_summary_kernel(
             was_reset = tl.maximum(was_reset, tl.max(reset.to(tl.int32), axis=2, keep_dims=True))
         adjoint_in = decay_first * tl.sum(tl.where(first_step, adjoint, -0.0), axis=2, keep_dims=True)
 
-    segment_slot = ((batch * d_inner + first_channel) * d_state * n_segments + segment * d_state
-                    + channel3 * (n_segments * d_state) + state3)
-    tl.store(adjoints_ptr + segment_slot, adjoint_in, mask=state_mask)
+    slot = segment_slot((batch * d_inner + first_channel) * d_state, segment, n_segments, d_state, channel3, state3)
+    tl.store(adjoints_ptr + slot, adjoint_in, mask=state_mask)
     decay_product = tl.where(was_reset != 0, 0.0, tl.exp2(step_sum * A2))
-    tl.store(decays_ptr + segment_slot, decay_product, mask=state_mask)
+    tl.store(decays_ptr + slot, decay_product, mask=state_mask)

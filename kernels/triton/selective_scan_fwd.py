@@ -15,7 +15,7 @@ entering every segment, from which a second, full pass (`HAS_INITIAL_STATE`, one
 import triton
 import triton.language as tl
 
-from .scan_math import LOG2E, linear_recurrence_combine, load_masked, sigmoid, softplus
+from .scan_math import LOG2E, linear_recurrence_combine, load_masked, segment_slot, sigmoid, softplus
 
 
 @triton.jit
@@ -64,11 +64,10 @@ def selective_scan_fwd_kernel(
     if HAS_RESET:
         reset_row = reset_ptr + batch * stride_reset_batch
     rows = (batch * d_inner + first_channel) * d_state              # into (batch, d_inner, d_state)
-    # this segment's slot of a (batch, d_inner, n_segments, d_state) tensor
-    segment_slot = rows * n_segments + segment * d_state + channel3 * (n_segments * d_state) + state3
+    slot = segment_slot(rows, segment, n_segments, d_state, channel3, state3)
 
     if HAS_INITIAL_STATE:
-        h = load_masked(initial_state_ptr + segment_slot, state_mask, not EVEN_N, 0.0)
+        h = load_masked(initial_state_ptr + slot, state_mask, not EVEN_N, 0.0)
     else:
         h = tl.zeros((BLOCK_D, BLOCK_N, 1), tl.float32)
     decay_product = tl.full((BLOCK_D, BLOCK_N, 1), 1.0, tl.float32)
@@ -121,9 +120,9 @@ def selective_scan_fwd_kernel(
         dt_raw, u_raw, z_raw = dt_next, u_next, z_next
 
     if STORE_FINAL_STATE:
-        tl.store(final_state_ptr + segment_slot, h, mask=state_mask)
+        tl.store(final_state_ptr + slot, h, mask=state_mask)
     if SUMMARY:
-        tl.store(decays_ptr + segment_slot, decay_product, mask=state_mask)
+        tl.store(decays_ptr + slot, decay_product, mask=state_mask)
 
 
 @triton.jit
