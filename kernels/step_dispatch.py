@@ -16,8 +16,10 @@ from collections.abc import Callable
 
 import torch
 
+from ._common import compute_dtype
 from .causal_conv1d import causal_conv1d_update as causal_conv1d_update_torch
 from .dispatch import _check_backend, _optional, _require
+from .mamba1_step import add_norm_in_proj_conv as add_norm_in_proj_conv_torch
 from .state_update import selective_state_update as selective_state_update_torch
 from .state_update import ssd_state_update as ssd_state_update_torch
 
@@ -27,6 +29,7 @@ _STATE_UPDATE = ("mamba_ssm.ops.triton.selective_state_update", "selective_state
 _CONV_UPDATE = ("causal_conv1d", "causal_conv1d_update")
 _TRITON_MODULE = "mambaseq.kernels.triton.state_update"  # imported lazily: Triton is optional
 _TRITON_CONV_MODULE = "mambaseq.kernels.triton.conv_update"
+_TRITON_FRONT_MODULE = "mambaseq.kernels.triton.norm_in_proj_conv"
 
 
 def _use_cuda(backend: str, kernel: tuple[str, str], tensor: torch.Tensor, unsupported: str) -> bool:
@@ -147,3 +150,51 @@ def causal_conv1d_update(
         return (step or causal_conv1d_update_torch)(x, conv_state, weight, bias, activation)
     kernel = _require(*_CONV_UPDATE, "cuda")
     return kernel(x, conv_state, weight, bias, activation)
+
+
+def mamba1_state_step(
+    state: torch.Tensor,
+    x: torch.Tensor,
+    dt_low: torch.Tensor,
+    dt_proj_weight: torch.Tensor,
+    A_log: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    dt_bias: torch.Tensor | None = None,
+    *,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """One Mamba-1 step from the mixer's parameters; contract of `mamba1_step.mamba1_state_step`. "auto" on CUDA and
+    "triton": our kernel with the dt projection and `A = -exp(A_log)` inside (one launch for four); otherwise dt and
+    A in PyTorch, then `selective_state_update` on the same backend (mamba-ssm's kernel for "cuda")."""
+    step = None if backend == "cuda" else _triton_step("mamba1_state_step_triton", backend, x, state)
+    if step is not None:
+        return step(state, x, dt_low, dt_proj_weight, A_log, B, C, D, z, dt_bias)
+    dt = dt_low @ dt_proj_weight.to(dt_low.dtype).t()
+    A = -torch.exp(A_log.to(compute_dtype(A_log)))
+    return selective_state_update(state, x, dt, A, B, C, D, z, dt_bias, True, backend=backend)
+
+
+def add_norm_in_proj_conv(
+    hidden: torch.Tensor,
+    residual: torch.Tensor | None,
+    norm_weight: torch.Tensor,
+    eps: float,
+    residual_dtype: torch.dtype,
+    proj_weight: torch.Tensor,
+    proj_bias: torch.Tensor | None,
+    conv_state: torch.Tensor,
+    conv_weight: torch.Tensor,
+    conv_bias: torch.Tensor | None,
+    *,
+    backend: str = "auto",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The front of a Mamba-1 step (residual add + RMSNorm + in_proj + SiLU conv step); contract of
+    `mamba1_step.add_norm_in_proj_conv`. "auto" on CUDA and "triton": one Triton kernel; otherwise (CPU, inside
+    torch.compile, "cuda", which has no such kernel) the PyTorch twin."""
+    _check_backend(backend)
+    kernel = _triton_step("add_norm_in_proj_conv_triton", backend, hidden, conv_state, _TRITON_FRONT_MODULE)
+    return (kernel or add_norm_in_proj_conv_torch)(hidden, residual, norm_weight, eps, residual_dtype, proj_weight,
+                                                   proj_bias, conv_state, conv_weight, conv_bias)

@@ -65,15 +65,23 @@ class Block(nn.Module):
     def step(
         self, hidden: torch.Tensor, residual: torch.Tensor | None, cache: LayerCache
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One decoding step. hidden, residual: (b, 1, d_model)."""
-        return self._run_sublayers(hidden, residual, lambda normed: self.mixer.step(normed, cache))
+        """One decoding step. hidden, residual: (b, 1, d_model). A mixer with `step_with_norm` (Mamba-1) takes the
+        residual add and the norm into its step, which can then fuse them with its input projection."""
+        step_with_norm = getattr(self.mixer, "step_with_norm", None)
+        if step_with_norm is None:
+            return self._run_sublayers(hidden, residual, lambda normed: self.mixer.step(normed, cache))
+        hidden, residual = step_with_norm(hidden, residual, self.norm, self.residual_in_fp32, cache)
+        return self._run_mlp(hidden, residual)
 
     def _run_sublayers(
         self, hidden: torch.Tensor, residual: torch.Tensor | None, mix: Callable[[torch.Tensor], torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         normed, residual = add_rms_norm(hidden, residual, self.norm, self.residual_in_fp32, self.kernel_backend)
-        hidden = mix(normed)
-        if self.mlp is not None:
-            normed, residual = add_rms_norm(hidden, residual, self.norm2, self.residual_in_fp32, self.kernel_backend)
-            hidden = self.mlp(normed)
-        return hidden, residual
+        return self._run_mlp(mix(normed), residual)
+
+    def _run_mlp(self, hidden: torch.Tensor, residual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The optional second sublayer (norm2 + gated MLP) on the mixer's output `hidden`."""
+        if self.mlp is None:
+            return hidden, residual
+        normed, residual = add_rms_norm(hidden, residual, self.norm2, self.residual_in_fp32, self.kernel_backend)
+        return self.mlp(normed), residual

@@ -21,11 +21,12 @@ TILE_ELEMENTS = 512  # state elements per program: d_inner 4096 x d_state 16 at 
 
 @triton.jit
 def state_update_kernel(
-    state_ptr, x_ptr, dt_ptr, dt_bias_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, out_ptr,
-    headdim, d_state, heads_per_group, dt_low, dt_high,
+    state_ptr, x_ptr, dt_ptr, dt_weight_ptr, dt_bias_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, out_ptr,
+    headdim, d_state, heads_per_group, dt_rank, dt_low, dt_high,
     stride_state_b, stride_state_h, stride_state_p, stride_state_n,
     stride_x_b, stride_x_h, stride_x_p,
     stride_dt_b, stride_dt_h, stride_dt_p,
+    stride_dt_weight_h, stride_dt_weight_p, stride_dt_weight_r,
     stride_dt_bias_h, stride_dt_bias_p,
     stride_A_h, stride_A_p, stride_A_n,
     stride_B_b, stride_B_g, stride_B_n,
@@ -34,7 +35,8 @@ def state_update_kernel(
     stride_z_b, stride_z_h, stride_z_p,
     stride_out_b, stride_out_h, stride_out_p,
     HAS_DT_BIAS: tl.constexpr, DT_SOFTPLUS: tl.constexpr, HAS_DT_LIMIT: tl.constexpr, HAS_D: tl.constexpr,
-    HAS_Z: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr,
+    HAS_Z: tl.constexpr, DT_LOW_RANK: tl.constexpr, A_IS_LOG: tl.constexpr, BLOCK_P: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr,
 ):
     block, batch, head = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     group = head // heads_per_group
@@ -45,8 +47,18 @@ def state_update_kernel(
 
     x = tl.load(x_ptr + batch * stride_x_b + head * stride_x_h + channels * stride_x_p, mask=channel_mask,
                 other=0.0).to(tl.float32)
-    dt = tl.load(dt_ptr + batch * stride_dt_b + head * stride_dt_h + channels * stride_dt_p, mask=channel_mask,
-                 other=0.0).to(tl.float32)
+    if DT_LOW_RANK:  # dt_ptr: (batch, dt_rank) with rank stride stride_dt_p; dt = dt_weight @ dt_low
+        ranks = tl.arange(0, BLOCK_R)
+        rank_mask = ranks < dt_rank
+        dt_in = tl.load(dt_ptr + batch * stride_dt_b + ranks * stride_dt_p, mask=rank_mask, other=0.0)
+        dt_weight = tl.load(dt_weight_ptr + head * stride_dt_weight_h + channels[:, None] * stride_dt_weight_p
+                            + ranks[None, :] * stride_dt_weight_r, mask=channel_mask[:, None] & rank_mask[None, :],
+                            other=0.0)
+        dt = tl.sum(dt_weight.to(tl.float32) * dt_in.to(tl.float32)[None, :], axis=1)
+        dt = dt.to(dt_ptr.dtype.element_ty).to(tl.float32)  # the projection's output dtype, as the unfused Linear
+    else:
+        dt = tl.load(dt_ptr + batch * stride_dt_b + head * stride_dt_h + channels * stride_dt_p, mask=channel_mask,
+                     other=0.0).to(tl.float32)
     if HAS_DT_BIAS:
         dt += tl.load(dt_bias_ptr + head * stride_dt_bias_h + channels * stride_dt_bias_p, mask=channel_mask,
                       other=0.0).to(tl.float32)
@@ -56,6 +68,8 @@ def state_update_kernel(
         dt = tl.minimum(tl.maximum(dt, dt_low), dt_high)
     A = tl.load(A_ptr + head * stride_A_h + channels[:, None] * stride_A_p + states[None, :] * stride_A_n,
                 mask=tile_mask, other=0.0).to(tl.float32)
+    if A_IS_LOG:
+        A = -tl.exp(A)
     B = tl.load(B_ptr + batch * stride_B_b + group * stride_B_g + states * stride_B_n, mask=states < d_state,
                 other=0.0).to(tl.float32)
     C = tl.load(C_ptr + batch * stride_C_b + group * stride_C_g + states * stride_C_n, mask=states < d_state,
@@ -82,8 +96,11 @@ def _strides(tensor: torch.Tensor | None, ndim: int) -> tuple[int, ...]:
     return tuple(tensor.stride()) if tensor is not None else (0,) * ndim
 
 
-def _launch(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus: bool, dt_limit: tuple[float, float]) -> torch.Tensor:
-    """Head layout: state (b, h, p, n); x, dt, z: (b, h, p); A: (h, p, n); B, C: (b, g, n); D, dt_bias: (h, p)."""
+def _launch(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus: bool, dt_limit: tuple[float, float],
+            dt_weight: torch.Tensor | None = None, A_is_log: bool = False) -> torch.Tensor:
+    """Head layout: state (b, h, p, n); x, dt, z: (b, h, p); A: (h, p, n); B, C: (b, g, n); D, dt_bias: (h, p).
+    With `dt_weight: (h, p, dt_rank)`, dt is the low-rank `(b, dt_rank)` input of the dt projection; with
+    `A_is_log`, A holds `log(-A)`."""
     batch, nheads, headdim, d_state = state.shape
     ngroups = B.shape[1]
     if nheads % ngroups:
@@ -92,16 +109,33 @@ def _launch(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus: bool, dt_limit: t
     block_n = triton.next_power_of_2(d_state)
     block_p = max(2, min(triton.next_power_of_2(headdim), TILE_ELEMENTS // block_n))
     has_limit = dt_limit[0] != 0.0 or not math.isinf(dt_limit[1])
+    dt_rank = 1 if dt_weight is None else dt_weight.shape[-1]
+    dt_strides = (dt.stride(0), 0, dt.stride(1)) if dt_weight is not None else dt.stride()
     grid = (triton.cdiv(headdim, block_p), batch, nheads)
     state_update_kernel[grid](
-        state, x, dt, dt_bias, A, B, C, D, z, out,
-        headdim, d_state, nheads // ngroups, float(dt_limit[0]), float(min(dt_limit[1], 3.0e38)),
-        *state.stride(), *x.stride(), *dt.stride(), *_strides(dt_bias, 2), *A.stride(), *B.stride(), *C.stride(),
-        *_strides(D, 2), *_strides(z, 3), *out.stride(),
+        state, x, dt, dt_weight, dt_bias, A, B, C, D, z, out,
+        headdim, d_state, nheads // ngroups, dt_rank, float(dt_limit[0]), float(min(dt_limit[1], 3.0e38)),
+        *state.stride(), *x.stride(), *dt_strides, *_strides(dt_weight, 3), *_strides(dt_bias, 2), *A.stride(),
+        *B.stride(), *C.stride(), *_strides(D, 2), *_strides(z, 3), *out.stride(),
         HAS_DT_BIAS=dt_bias is not None, DT_SOFTPLUS=dt_softplus, HAS_DT_LIMIT=has_limit, HAS_D=D is not None,
-        HAS_Z=z is not None, BLOCK_P=block_p, BLOCK_N=block_n, num_warps=4,
+        HAS_Z=z is not None, DT_LOW_RANK=dt_weight is not None, A_IS_LOG=A_is_log, BLOCK_P=block_p, BLOCK_N=block_n,
+        BLOCK_R=triton.next_power_of_2(dt_rank), num_warps=4,
     )
     return out
+
+
+def _grouped_step_inputs(x, B, C) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+    """B, C as (batch, groups, d_state) and the head split (groups, d_inner / groups) of Mamba-1's channels."""
+    d_inner = x.shape[1]
+    B, C = (B.unsqueeze(1), C.unsqueeze(1)) if B.dim() == 2 else (B, C)
+    groups = B.shape[1]
+    if d_inner % groups:
+        raise ValueError(f"Mamba-1 state update: d_inner={d_inner} cannot be split over {groups} groups")
+    return B, C, (groups, d_inner // groups)
+
+
+def _heads(tensor: torch.Tensor | None, dim: int, heads: tuple[int, int]) -> torch.Tensor | None:
+    return None if tensor is None else tensor.unflatten(dim, heads)
 
 
 def selective_state_update_triton(
@@ -118,15 +152,31 @@ def selective_state_update_triton(
 ) -> torch.Tensor:
     """One Mamba-1 step; contract of `state_update.selective_state_update` (state: (batch, d_inner, d_state) updated
     in place; B, C: (batch, d_state) or (batch, groups, d_state)). Returns y: (batch, d_inner) in x's dtype."""
-    d_inner = x.shape[1]
-    B, C = (B.unsqueeze(1), C.unsqueeze(1)) if B.dim() == 2 else (B, C)
-    groups = B.shape[1]
-    if d_inner % groups:
-        raise ValueError(f"selective_state_update_triton: d_inner={d_inner} cannot be split over {groups} groups")
-    heads = (groups, d_inner // groups)
+    B, C, heads = _grouped_step_inputs(x, B, C)
     out = _launch(state.unflatten(1, heads), x.unflatten(1, heads), dt.unflatten(1, heads), A.unflatten(0, heads),
-                  B, C, None if D is None else D.unflatten(0, heads), None if z is None else z.unflatten(1, heads),
-                  None if dt_bias is None else dt_bias.unflatten(0, heads), dt_softplus, (0.0, math.inf))
+                  B, C, _heads(D, 0, heads), _heads(z, 1, heads), _heads(dt_bias, 0, heads), dt_softplus,
+                  (0.0, math.inf))
+    return out.flatten(1)
+
+
+def mamba1_state_step_triton(
+    state: torch.Tensor,
+    x: torch.Tensor,
+    dt_low: torch.Tensor,
+    dt_proj_weight: torch.Tensor,
+    A_log: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    dt_bias: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """One Mamba-1 step from the mixer's own parameters; contract of `mamba1_step.mamba1_state_step` (the dt
+    projection and `A = -exp(A_log)` computed in the kernel: three launches fewer per layer and token)."""
+    B, C, heads = _grouped_step_inputs(x, B, C)
+    out = _launch(state.unflatten(1, heads), x.unflatten(1, heads), dt_low, A_log.unflatten(0, heads), B, C,
+                  _heads(D, 0, heads), _heads(z, 1, heads), _heads(dt_bias, 0, heads), True, (0.0, math.inf),
+                  dt_weight=dt_proj_weight.unflatten(0, heads), A_is_log=True)
     return out.flatten(1)
 
 

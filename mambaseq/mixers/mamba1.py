@@ -10,9 +10,21 @@ from torch import nn
 
 from mambaseq.config import Mamba1Config
 from mambaseq.inference import SSMLayerCache
-from mambaseq.kernels import causal_conv1d, causal_conv1d_update, selective_scan, selective_state_update
+from mambaseq.kernels import (
+    add_norm_in_proj_conv,
+    causal_conv1d,
+    causal_conv1d_update,
+    mamba1_state_step,
+    selective_scan,
+)
 from mambaseq.mixers.channels_first import channels_first_linear
+from mambaseq.norm import RMSNorm, add_rms_norm
 from mambaseq.precision import at_least_fp32
+
+FUSED_FRONT_BACKENDS = ("auto", "triton")  # backends whose decoding step fuses add + norm + in_proj + conv
+# every program of the fused front re-reads its rows' residual stream twice (mean square, then the product): beyond
+# this batch that traffic outweighs the two launches it saves, and the norm kernel + cuBLAS GEMM + conv step run
+FUSED_FRONT_MAX_BATCH = 16
 
 
 def inverse_softplus(x: torch.Tensor) -> torch.Tensor:
@@ -133,12 +145,38 @@ class Mamba1Mixer(nn.Module):
         x, z = self.in_proj(hidden[:, 0]).chunk(2, dim=-1)  # (b, d_inner) each
         x = causal_conv1d_update(x, cache.conv_state, self.conv1d.weight.squeeze(1), self.conv1d.bias, "silu",
                                  backend=self.kernel_backend)
-        dt, B, C = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
-        dt = dt @ self.dt_proj.weight.t()
-        # D and dt_bias go in their own dtype: every step backend computes in fp32 (fp64 for fp64 inputs) inside,
-        # and an upcast here would cost two extra kernels per layer and token
-        y = selective_state_update(cache.ssm_state, x, dt, self._A(), B, C, D=self.D, z=z, dt_bias=self.dt_proj.bias,
-                                   dt_softplus=True, backend=self.kernel_backend)
+        return self._state_step(x, z, cache)
+
+    def step_with_norm(
+        self, hidden: torch.Tensor, residual: torch.Tensor | None, norm: nn.Module, residual_in_fp32: bool,
+        cache: SSMLayerCache,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The block's residual add + `norm`, then `step`: `(out, residual_new)`, all (b, 1, d_model); residual None
+        for the first layer. With an `RMSNorm` on the "auto"/"triton" backends the add, the norm, in_proj and the
+        conv step run as one kernel on CUDA (`kernels.add_norm_in_proj_conv`) up to `FUSED_FRONT_MAX_BATCH` rows."""
+        fused = (isinstance(norm, RMSNorm) and self.kernel_backend in FUSED_FRONT_BACKENDS
+                 and hidden.shape[0] <= FUSED_FRONT_MAX_BATCH)
+        if not fused:
+            normed, residual = add_rms_norm(hidden, residual, norm, residual_in_fp32, self.kernel_backend)
+            return self.step(normed, cache), residual
+        residual_dtype = hidden.dtype if residual is None else torch.promote_types(hidden.dtype, residual.dtype)
+        if residual_in_fp32:
+            residual_dtype = torch.promote_types(residual_dtype, torch.float32)
+        xz, residual = add_norm_in_proj_conv(
+            hidden[:, 0], None if residual is None else residual[:, 0], norm.weight, norm.eps, residual_dtype,
+            self.in_proj.weight, self.in_proj.bias, cache.conv_state, self.conv1d.weight.squeeze(1),
+            self.conv1d.bias, backend=self.kernel_backend,
+        )
+        x, z = xz.chunk(2, dim=-1)  # (b, d_inner) each
+        return self._state_step(x, z, cache), residual.unsqueeze(1)
+
+    def _state_step(self, x: torch.Tensor, z: torch.Tensor, cache: SSMLayerCache) -> torch.Tensor:
+        """The step after the conv: x, z: (b, d_inner) -> (b, 1, d_model), the SSM state updated in place. dt's
+        projection and `A = -exp(A_log)` happen inside the step kernel (three launches per layer and token fewer);
+        D and dt_bias go in their own dtype, as every step backend computes in fp32 (fp64 for fp64 inputs)."""
+        dt_low, B, C = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
+        y = mamba1_state_step(cache.ssm_state, x, dt_low, self.dt_proj.weight, self.A_log, B, C, D=self.D, z=z,
+                              dt_bias=self.dt_proj.bias, backend=self.kernel_backend)
         return self.out_proj(y).unsqueeze(1)
 
     def _A(self) -> torch.Tensor:

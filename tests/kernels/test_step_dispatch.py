@@ -1,13 +1,21 @@
 """Decoding-step dispatch: backend errors on CPU; on CUDA, mamba-ssm's `selective_state_update` and causal-conv1d's
-`causal_conv1d_update` (when importable) and our Triton state update against the fp64 PyTorch steps, state updates
-included."""
+`causal_conv1d_update` (when importable), our Triton state update and the fused Mamba-1 step pieces against the fp64
+PyTorch steps, state updates included."""
 import importlib.util
 
 import pytest
 import torch
 
-from mambaseq.kernels import causal_conv1d_update, selective_state_update, ssd_state_update
+from mambaseq.kernels import (
+    add_norm_in_proj_conv,
+    causal_conv1d_update,
+    mamba1_state_step,
+    selective_state_update,
+    ssd_state_update,
+)
 from mambaseq.kernels.causal_conv1d import causal_conv1d_update as causal_conv1d_update_torch
+from mambaseq.kernels.mamba1_step import add_norm_in_proj_conv as add_norm_in_proj_conv_torch
+from mambaseq.kernels.mamba1_step import mamba1_state_step as mamba1_state_step_torch
 from mambaseq.kernels.state_update import selective_state_update as selective_state_update_torch
 from mambaseq.kernels.state_update import ssd_state_update as ssd_state_update_torch
 
@@ -150,3 +158,58 @@ def test_causal_conv1d_update_kernels_match_fp64(backend: str, width: int, dtype
                                               "silu")
         torch.testing.assert_close(out.double(), expected, **tolerance)
         torch.testing.assert_close(conv_state.double(), reference_state, **tolerance)
+
+
+def _relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    return ((actual.double() - expected).norm() / expected.norm()).item()
+
+
+@pytest.mark.gpu
+@requires_cuda
+@pytest.mark.parametrize("batch", [1, 5, 64])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_fused_mamba1_step_pieces_match_fp64(batch: int, dtype: torch.dtype, seed: int) -> None:
+    """The Triton front (add + RMSNorm + in_proj + conv step) and the state step with low-rank dt and A_log, over 3
+    steps with carried states, against their fp64 PyTorch twins; 1.4B-like widths scaled down (d_inner = 2 d_model,
+    dt_rank = d_model / 16), residual stream in fp32."""
+    d_model, d_inner, d_state, dt_rank, width = 256, 512, 16, 16, 4
+    device = "cuda"
+    front = dict(
+        hidden=torch.randn(batch, d_model, device=device, dtype=dtype),
+        residual=torch.randn(batch, d_model, device=device) * 4,
+        norm_weight=(torch.rand(d_model, device=device) + 0.5).to(dtype), eps=1e-5, residual_dtype=torch.float32,
+        proj_weight=(torch.randn(2 * d_inner, d_model, device=device) * d_model**-0.5).to(dtype), proj_bias=None,
+        conv_state=torch.randn(batch, d_inner, width - 1, device=device, dtype=dtype),
+        conv_weight=(torch.randn(d_inner, width, device=device) * 0.5).to(dtype),
+        conv_bias=torch.randn(d_inner, device=device, dtype=dtype),
+    )
+    reference = {name: (value.double() if isinstance(value, torch.Tensor) else value) for name, value in front.items()}
+    reference["residual_dtype"] = torch.float64
+    ssm = dict(
+        state=torch.randn(batch, d_inner, d_state, device=device), dt_proj_weight=(torch.randn(
+            d_inner, dt_rank, device=device) * dt_rank**-0.5).to(dtype),
+        A_log=torch.log(torch.arange(1, d_state + 1, device=device, dtype=torch.float32)).expand(d_inner, -1)
+        .contiguous(), D=torch.ones(d_inner, device=device), dt_bias=torch.rand(d_inner, device=device) - 4.0,
+    )
+    ssm_reference = {name: value.double() for name, value in ssm.items()}
+    tolerance = 1e-4 if dtype == torch.float32 else 2e-2
+    for _ in range(3):
+        xz, residual = add_norm_in_proj_conv(**front, backend="triton")
+        xz_expected, residual_expected = add_norm_in_proj_conv_torch(**reference)
+        assert xz.dtype == dtype and residual.dtype == torch.float32
+        assert _relative_error(residual, residual_expected) < 1e-6
+        assert _relative_error(xz, xz_expected) < tolerance
+        assert _relative_error(front["conv_state"], reference["conv_state"]) < tolerance
+        x, z = xz.chunk(2, dim=-1)
+        x_low = torch.randn(batch, dt_rank + 2 * d_state, device=device, dtype=dtype)
+        dt_low, B, C = x_low.split([dt_rank, d_state, d_state], dim=-1)
+        y = mamba1_state_step(ssm["state"], x, dt_low, ssm["dt_proj_weight"], ssm["A_log"], B, C, D=ssm["D"], z=z,
+                              dt_bias=ssm["dt_bias"], backend="triton")
+        y_expected = mamba1_state_step_torch(
+            ssm_reference["state"], x.double(), dt_low.double(), ssm_reference["dt_proj_weight"],
+            ssm_reference["A_log"], B.double(), C.double(), D=ssm_reference["D"], z=z.double(),
+            dt_bias=ssm_reference["dt_bias"])
+        assert y.dtype == dtype
+        assert _relative_error(y, y_expected) < tolerance
+        assert _relative_error(ssm["state"], ssm_reference["state"]) < tolerance
+        front["hidden"], reference["hidden"] = front["hidden"].roll(1, 0), reference["hidden"].roll(1, 0)

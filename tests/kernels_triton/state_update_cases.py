@@ -19,18 +19,45 @@ CASES = {
     "conv_width4_silu": ("conv", dict(d_inner=200, width=4)),
     "conv_width3_no_bias_linear": ("conv", dict(d_inner=24, width=3, with_bias=False, softplus=False)),
     "conv_width2_strided": ("conv", dict(d_inner=40, width=2, strided=True)),
+    "mamba1_params_low_rank_dt": ("mamba1_params", dict(d_inner=40, d_state=16, dt_rank=6)),
+    "mamba1_params_groups_strided": ("mamba1_params", dict(d_inner=24, d_state=5, groups=3, dt_rank=3,
+                                                           strided=True, with_D=False)),
+    "front_residual_biases": ("front", dict(d_model=40, d_inner=72, width=4)),
+    "front_first_layer_width3": ("front", dict(batch=1, d_model=136, d_inner=48, width=3, with_residual=False,
+                                                with_bias=False)),
+    "front_two_row_blocks_half_residual": ("front", dict(batch=70, d_model=16, d_inner=16, width=2,
+                                                         residual_dtype=torch.float16)),
 }
 
 
 def step_inputs(layout: str, generator: torch.Generator, batch: int = 3, d_inner: int = 16, d_state: int = 8,
                 groups: int = 1, nheads: int = 4, headdim: int = 8, with_D: bool = True, with_z: bool = True,
                 with_bias: bool = True, softplus: bool = True, D_has_hdim: bool = False,
-                dt_limit: tuple[float, float] = (0.0, math.inf), strided: bool = False, width: int = 4) -> dict:
+                dt_limit: tuple[float, float] = (0.0, math.inf), strided: bool = False, width: int = 4,
+                dt_rank: int = 4, d_model: int = 16, with_residual: bool = True,
+                residual_dtype: torch.dtype = torch.float32) -> dict:
     """Keyword arguments of one step (fp32; `strided` makes x a non-contiguous view, as after a split). Layout
     "conv": a causal-conv step over `d_inner` channels of `width` taps, SiLU when `softplus`, bias when `with_bias`
-    (`strided` also makes the conv state a view of a wider buffer)."""
+    (`strided` also makes the conv state a view of a wider buffer). Layout "mamba1_params": a Mamba-1 step from the
+    mixer's parameters (low-rank dt of `dt_rank`, A_log). Layout "front": residual add + RMSNorm + in_proj + conv
+    step of a `d_model` block (biases when `with_bias`, the residual stream stored in `residual_dtype`)."""
     def randn(*shape: int) -> torch.Tensor:
         return torch.randn(*shape, generator=generator)
+
+    if layout == "front":
+        return dict(hidden=randn(batch, d_model), residual=randn(batch, d_model) if with_residual else None,
+                    norm_weight=randn(d_model) * 0.3 + 1.0, eps=1e-5, residual_dtype=residual_dtype,
+                    proj_weight=randn(2 * d_inner, d_model) * d_model**-0.5,
+                    proj_bias=randn(2 * d_inner) if with_bias else None,
+                    conv_state=randn(batch, d_inner, width - 1), conv_weight=randn(d_inner, width) * 0.5,
+                    conv_bias=randn(d_inner) if with_bias else None)
+    if layout == "mamba1_params":
+        inputs = step_inputs("mamba1", generator, batch=batch, d_inner=d_inner, d_state=d_state, groups=groups,
+                             with_D=with_D, with_z=with_z, strided=strided)
+        del inputs["dt"], inputs["A"], inputs["dt_softplus"]
+        dt_low = randn(batch, 3 * dt_rank)[:, ::3] if strided else randn(batch, dt_rank)
+        return dict(inputs, dt_low=dt_low, dt_proj_weight=randn(d_inner, dt_rank) * dt_rank**-0.5,
+                    A_log=torch.log(torch.rand(d_inner, d_state, generator=generator) * 4 + 0.2))
 
     if layout == "conv":
         x = randn(batch, 2 * d_inner)[:, ::2] if strided else randn(batch, d_inner)

@@ -15,9 +15,12 @@ if os.environ.get("TRITON_INTERPRET") != "1":
 import torch  # noqa: E402
 
 from mambaseq.kernels.causal_conv1d import causal_conv1d_update  # noqa: E402
+from mambaseq.kernels.mamba1_step import add_norm_in_proj_conv, mamba1_state_step  # noqa: E402
 from mambaseq.kernels.state_update import selective_state_update, ssd_state_update  # noqa: E402
 from mambaseq.kernels.triton.conv_update import causal_conv1d_update_triton  # noqa: E402
+from mambaseq.kernels.triton.norm_in_proj_conv import add_norm_in_proj_conv_triton  # noqa: E402
 from mambaseq.kernels.triton.state_update import (  # noqa: E402
+    mamba1_state_step_triton,
     selective_state_update_triton,
     ssd_state_update_triton,
 )
@@ -27,23 +30,39 @@ from state_update_cases import CASES, step_inputs  # noqa: E402
 STEPS = 3
 KERNELS = {"mamba1": (selective_state_update_triton, selective_state_update),
            "ssd": (ssd_state_update_triton, ssd_state_update),
-           "conv": (causal_conv1d_update_triton, causal_conv1d_update)}  # layout -> (Triton kernel, PyTorch step)
+           "conv": (causal_conv1d_update_triton, causal_conv1d_update),
+           "mamba1_params": (mamba1_state_step_triton, mamba1_state_step),
+           "front": (add_norm_in_proj_conv_triton, add_norm_in_proj_conv)}  # layout -> (Triton kernel, PyTorch step)
+STATE_KEYS = {"conv": "conv_state", "front": "conv_state"}  # the in-place state of each layout (default "state")
+
+
+def _fp64(name: str, value):
+    if name == "residual_dtype":  # an fp32 stream is fp64 in the reference; a half-precision one is rounded alike
+        return torch.float64 if value == torch.float32 else value
+    return value.double() if isinstance(value, torch.Tensor) else value
 
 
 def run_case(name: str) -> dict[str, float]:
     layout, options = CASES[name]
     generator = torch.Generator().manual_seed(len(name))
     inputs = step_inputs(layout, generator, **options)
-    reference = {key: value.double() if isinstance(value, torch.Tensor) else value for key, value in inputs.items()}
+    reference = {key: _fp64(key, value) for key, value in inputs.items()}
     kernel, torch_step = KERNELS[layout]
-    state_key = "conv_state" if layout == "conv" else "state"
+    state_key = STATE_KEYS.get(layout, "state")
     errors: dict[str, float] = {}
     for step in range(STEPS):  # the state carries over steps
         out = kernel(**inputs)
         expected = torch_step(**reference)
+        if layout == "front":  # (xz, residual_out): the residual stream in its own dtype
+            (out, residual_out), (expected, expected_residual) = out, expected
+            errors[f"residual{step}"] = norm_relative_error(residual_out, expected_residual)
+            residual_ok = residual_out.dtype == inputs["residual_dtype"]
+        else:
+            residual_ok = True
         errors[f"y{step}"] = norm_relative_error(out, expected)
         errors[f"state{step}"] = norm_relative_error(inputs[state_key], reference[state_key])
-        errors[f"dtype{step}"] = float(out.dtype == inputs["x"].dtype and out.shape == expected.shape)
+        like = inputs["hidden"] if layout == "front" else inputs["x"]
+        errors[f"dtype{step}"] = float(out.dtype == like.dtype and out.shape == expected.shape and residual_ok)
     return errors
 
 

@@ -32,6 +32,22 @@ def test_recurrent_steps_match_full_forward(kind: str) -> None:
     torch.testing.assert_close(stepped, full, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("kind", ["mamba1", "mamba2"])
+def test_recurrent_steps_on_cuda_match_the_fp64_forward(kind: str) -> None:
+    """The CUDA decoding step (for Mamba-1 the fused add + norm + in_proj + conv kernel and the state step with dt's
+    projection inside), fp32, against the full forward of the same model in fp64 on the CPU."""
+    model = _model(kind, seed=2)
+    input_ids = torch.randint(0, VOCAB_SIZE, (3, 10))
+    with torch.no_grad():
+        full = model.double()(input_ids)
+        model = model.float().cuda()
+        cache = model.allocate_cache(3)
+        stepped = torch.cat([model.step(input_ids[:, t:t + 1].cuda(), cache) for t in range(10)], dim=1)
+    torch.testing.assert_close(stepped.double().cpu(), full, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_prefill_then_steps_match_full_forward(kind: str) -> None:
     model = _model(kind, seed=1)

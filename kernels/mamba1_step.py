@@ -1,0 +1,56 @@
+"""A Mamba-1 decoding step in the two pieces that the Triton step fuses (PyTorch twins, and the fallback of
+`step_dispatch`): the front (residual add + RMSNorm + in_proj + conv step) and the state step with the mixer's own
+parameters (low-rank dt through dt_proj, `A = -exp(A_log)`). Composed from the other PyTorch steps."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ._common import compute_dtype
+from .causal_conv1d import causal_conv1d_update
+from .state_update import selective_state_update
+
+
+def add_norm_in_proj_conv(
+    hidden: torch.Tensor,
+    residual: torch.Tensor | None,
+    norm_weight: torch.Tensor,
+    eps: float,
+    residual_dtype: torch.dtype,
+    proj_weight: torch.Tensor,
+    proj_bias: torch.Tensor | None,
+    conv_state: torch.Tensor,
+    conv_weight: torch.Tensor,
+    conv_bias: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`residual_out = hidden (+ residual)` (stored in `residual_dtype`), `normed = RMSNorm(residual_out)` in the
+    weight's dtype, `[x, z] = in_proj(normed)`, then one SiLU causal-conv step on x (conv_state shifted in place).
+    hidden, residual: (batch, d_model); proj_weight: (2 * d_inner, d_model); conv_state: (batch, d_inner,
+    width - 1); conv_weight: (d_inner, width). Returns `(xz: (batch, 2 * d_inner) in hidden's dtype, residual_out)`."""
+    stream = (hidden if residual is None else residual + hidden).to(residual_dtype)
+    dtype = compute_dtype(hidden)
+    stream_compute = stream.to(dtype)
+    normed = stream_compute * torch.rsqrt(stream_compute.pow(2).mean(-1, keepdim=True) + eps) * norm_weight.to(dtype)
+    x, z = F.linear(normed.to(proj_weight.dtype), proj_weight, proj_bias).to(hidden.dtype).chunk(2, dim=-1)
+    x = causal_conv1d_update(x, conv_state, conv_weight, conv_bias, "silu")
+    return torch.cat([x, z], dim=-1), stream
+
+
+def mamba1_state_step(
+    state: torch.Tensor,
+    x: torch.Tensor,
+    dt_low: torch.Tensor,
+    dt_proj_weight: torch.Tensor,
+    A_log: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    dt_bias: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """`selective_state_update` with `dt = softplus(dt_low @ dt_proj_weight^T + dt_bias)` (the product in dt_low's
+    dtype, as the mixer's Linear) and `A = -exp(A_log)`. dt_low: (batch, dt_rank); dt_proj_weight: (d_inner,
+    dt_rank); A_log: (d_inner, d_state); the rest as `selective_state_update`. Returns y: (batch, d_inner)."""
+    dt = dt_low @ dt_proj_weight.to(dt_low.dtype).t()
+    A = -torch.exp(A_log.to(compute_dtype(A_log)))
+    return selective_state_update(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus=True)

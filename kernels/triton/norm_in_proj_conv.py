@@ -1,0 +1,161 @@
+"""The front of a Mamba-1 decoding step in one Triton kernel: residual add + RMSNorm of the block, the mixer's
+in_proj, and the depthwise causal-conv step + SiLU on its x half. Unfused, these are three launches with two
+round trips through global memory (the fused norm, a cuBLAS GEMV, the conv step); at batch 1 a 48-layer model spends
+most of a decoding step on such launches, not on moving weights.
+
+Programs: (blocks of `BLOCK_N` in_proj output features, blocks of `BLOCK_M` batch rows). Each program computes the
+residual stream `hidden (+ residual)` of its rows and their mean square itself (the rows are `d_model` long: cheap
+next to its `BLOCK_N x d_model` slice of the weight), normalizes, and multiplies by its weight slice. An output
+feature below `d_inner` is a conv channel: the program owns that channel's conv-state rows, so it shifts them in
+place and writes the conv output; a feature at or above `d_inner` is the gate z, written as projected. Feature block
+0 also writes the new residual stream.
+
+Rounding follows the unfused path: the residual stream in its stored dtype, the normed input in the weight's dtype,
+the in_proj output in the activations' dtype before the conv; fp32 accumulation throughout.
+The PyTorch twin is `mambaseq.kernels.mamba1_step.add_norm_in_proj_conv`.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+BLOCK_N = 32  # in_proj output features per program: 8192 features (1.4B) are 256 programs per row block
+BLOCK_K = 128
+
+
+@triton.jit
+def _residual_stream(hidden_ptr, residual_ptr, rows, row_mask, features, feature_mask, stride_hidden_b,
+                     stride_residual_b, residual_dtype: tl.constexpr, HAS_RESIDUAL: tl.constexpr):
+    """(BLOCK_M, BLOCK_K) fp32 tile of `hidden (+ residual)`, rounded to the residual stream's dtype."""
+    mask = row_mask[:, None] & feature_mask[None, :]
+    stream = tl.load(hidden_ptr + rows[:, None] * stride_hidden_b + features[None, :], mask=mask,
+                     other=0.0).to(tl.float32)
+    if HAS_RESIDUAL:
+        stream += tl.load(residual_ptr + rows[:, None] * stride_residual_b + features[None, :], mask=mask,
+                          other=0.0).to(tl.float32)
+    return stream.to(residual_dtype).to(tl.float32)
+
+
+@triton.jit
+def add_norm_in_proj_conv_kernel(
+    hidden_ptr, residual_ptr, norm_weight_ptr, proj_weight_ptr, proj_bias_ptr,
+    conv_state_ptr, conv_weight_ptr, conv_bias_ptr, xz_ptr, residual_out_ptr,
+    batch, d_inner, eps,
+    stride_hidden_b, stride_residual_b, stride_residual_out_b, stride_proj_n, stride_proj_k,
+    stride_state_b, stride_state_c, stride_state_k, stride_conv_c, stride_conv_k, stride_xz_b,
+    HAS_RESIDUAL: tl.constexpr, HAS_PROJ_BIAS: tl.constexpr, HAS_CONV_BIAS: tl.constexpr, D_MODEL: tl.constexpr, WIDTH: tl.constexpr,
+    DOT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    BLOCK_W: tl.constexpr,
+):
+    feature_block, row_block = tl.program_id(0), tl.program_id(1)
+    rows = (row_block * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
+    row_mask = rows < batch
+    outputs = feature_block * BLOCK_N + tl.arange(0, BLOCK_N)
+    output_mask = outputs < 2 * d_inner
+    residual_dtype = residual_out_ptr.dtype.element_ty
+    stores_residual = feature_block == 0
+
+    sum_sq = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    for k0 in range(0, D_MODEL, BLOCK_K):
+        features = k0 + tl.arange(0, BLOCK_K)
+        feature_mask = features < D_MODEL
+        stream = _residual_stream(hidden_ptr, residual_ptr, rows, row_mask, features, feature_mask,
+                                  stride_hidden_b, stride_residual_b, residual_dtype, HAS_RESIDUAL)
+        sum_sq += tl.sum(stream * stream, axis=1)
+        tl.store(residual_out_ptr + rows[:, None] * stride_residual_out_b + features[None, :],
+                 stream.to(residual_dtype), mask=row_mask[:, None] & feature_mask[None, :] & stores_residual)
+    rstd = 1.0 / tl.sqrt(sum_sq / D_MODEL + eps)
+
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for k0 in range(0, D_MODEL, BLOCK_K):
+        features = k0 + tl.arange(0, BLOCK_K)
+        feature_mask = features < D_MODEL
+        stream = _residual_stream(hidden_ptr, residual_ptr, rows, row_mask, features, feature_mask,
+                                  stride_hidden_b, stride_residual_b, residual_dtype, HAS_RESIDUAL)
+        norm_weight = tl.load(norm_weight_ptr + features, mask=feature_mask, other=0.0).to(tl.float32)
+        normed = (stream * rstd[:, None] * norm_weight[None, :]).to(proj_weight_ptr.dtype.element_ty)
+        weight = tl.load(proj_weight_ptr + outputs[None, :] * stride_proj_n + features[:, None] * stride_proj_k,
+                         mask=output_mask[None, :] & feature_mask[:, None], other=0.0)  # (BLOCK_K, BLOCK_N)
+        acc = tl.dot(normed, weight, acc, input_precision=DOT_PRECISION)
+    if HAS_PROJ_BIAS:
+        acc += tl.load(proj_bias_ptr + outputs, mask=output_mask, other=0.0).to(tl.float32)[None, :]
+    projected = acc.to(xz_ptr.dtype.element_ty)  # in_proj output as the unfused path stores it
+
+    # conv step on the x half: window[m, c, k] = state[m, c, k] for k < WIDTH - 1, the new input at k = WIDTH - 1
+    taps = tl.arange(0, BLOCK_W)
+    is_channel = output_mask & (outputs < d_inner)
+    channel_mask = row_mask[:, None] & is_channel[None, :]
+    state_ptrs = (conv_state_ptr + rows[:, None, None] * stride_state_b + outputs[None, :, None] * stride_state_c
+                  + taps[None, None, :] * stride_state_k)
+    in_state = channel_mask[:, :, None] & (taps < WIDTH - 1)[None, None, :]
+    window = tl.load(state_ptrs, mask=in_state, other=0.0).to(tl.float32)
+    window = tl.where((taps == WIDTH - 1)[None, None, :], projected.to(tl.float32)[:, :, None], window)
+    shifted = tl.load(state_ptrs + stride_state_k, mask=channel_mask[:, :, None] & (taps + 1 < WIDTH - 1)[None, None, :],
+                      other=0.0)
+    shifted = tl.where((taps + 1 == WIDTH - 1)[None, None, :], projected[:, :, None].to(shifted.dtype), shifted)
+    conv_weight = tl.load(conv_weight_ptr + outputs[:, None] * stride_conv_c + taps[None, :] * stride_conv_k,
+                          mask=is_channel[:, None] & (taps < WIDTH)[None, :], other=0.0).to(tl.float32)
+    conv = tl.sum(window * conv_weight[None, :, :], axis=2)
+    if HAS_CONV_BIAS:
+        conv += tl.load(conv_bias_ptr + outputs, mask=is_channel, other=0.0).to(tl.float32)[None, :]
+    conv = conv * tl.sigmoid(conv)
+    out = tl.where(is_channel[None, :], conv, projected.to(tl.float32))
+    tl.store(xz_ptr + rows[:, None] * stride_xz_b + outputs[None, :], out.to(xz_ptr.dtype.element_ty),
+             mask=row_mask[:, None] & output_mask[None, :])
+    tl.debug_barrier()  # every load of this program's conv-state rows happens before any of its stores
+    tl.store(state_ptrs, shifted.to(conv_state_ptr.dtype.element_ty), mask=in_state)
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(f"add_norm_in_proj_conv_triton: {message}")
+
+
+def add_norm_in_proj_conv_triton(
+    hidden: torch.Tensor,
+    residual: torch.Tensor | None,
+    norm_weight: torch.Tensor,
+    eps: float,
+    residual_dtype: torch.dtype,
+    proj_weight: torch.Tensor,
+    proj_bias: torch.Tensor | None,
+    conv_state: torch.Tensor,
+    conv_weight: torch.Tensor,
+    conv_bias: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Contract of `mambaseq.kernels.mamba1_step.add_norm_in_proj_conv`: hidden, residual: (batch, d_model);
+    proj_weight: (2 * d_inner, d_model); conv_state: (batch, d_inner, width - 1), shifted in place; conv_weight:
+    (d_inner, width). Returns `xz: (batch, 2 * d_inner)` in hidden's dtype (x half: SiLU(conv), z half: gate) and
+    `residual_out: (batch, d_model)` in `residual_dtype`. fp32/fp16/bf16."""
+    batch, d_model = hidden.shape
+    d_inner, width = conv_weight.shape
+    _check(proj_weight.shape == (2 * d_inner, d_model),
+           f"in_proj weight shape {tuple(proj_weight.shape)}, expected ({2 * d_inner}, {d_model})")
+    _check(conv_state.shape == (batch, d_inner, width - 1) and width >= 2,
+           f"conv_state shape {tuple(conv_state.shape)}, expected ({batch}, {d_inner}, {width - 1}) with width >= 2")
+    _check(residual is None or residual.shape == hidden.shape,
+           f"residual shape {None if residual is None else tuple(residual.shape)} != hidden {tuple(hidden.shape)}")
+    tensors = dict(hidden=hidden, residual=residual, norm_weight=norm_weight, proj_weight=proj_weight,
+                   conv_state=conv_state, conv_weight=conv_weight)
+    bad = {name: t.dtype for name, t in tensors.items() if t is not None and t.dtype not in SUPPORTED_DTYPES}
+    _check(not bad and residual_dtype in SUPPORTED_DTYPES,
+           f"unsupported dtypes {bad or {'residual_dtype': residual_dtype}} (supported: {SUPPORTED_DTYPES})")
+    _check(all(t.stride(-1) == 1 for t in (hidden, residual, norm_weight) if t is not None),
+           "hidden, residual and norm_weight need unit stride along d_model")
+    xz = torch.empty(batch, 2 * d_inner, device=hidden.device, dtype=hidden.dtype)
+    residual_out = torch.empty(batch, d_model, device=hidden.device, dtype=residual_dtype)
+    block_m = max(16, min(64, triton.next_power_of_2(batch)))  # tl.dot needs >= 16 rows
+    grid = (triton.cdiv(2 * d_inner, BLOCK_N), triton.cdiv(batch, block_m))
+    add_norm_in_proj_conv_kernel[grid](
+        hidden, residual, norm_weight, proj_weight, proj_bias, conv_state, conv_weight, conv_bias, xz, residual_out,
+        batch, d_inner, float(eps),
+        hidden.stride(0), 0 if residual is None else residual.stride(0), residual_out.stride(0), *proj_weight.stride(),
+        *conv_state.stride(), *conv_weight.stride(), xz.stride(0),
+        HAS_RESIDUAL=residual is not None, HAS_PROJ_BIAS=proj_bias is not None, HAS_CONV_BIAS=conv_bias is not None,
+        D_MODEL=d_model, WIDTH=width, DOT_PRECISION="ieee" if proj_weight.dtype == torch.float32 else "tf32",
+        BLOCK_M=block_m, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K, BLOCK_W=triton.next_power_of_2(width),
+        num_warps=4, num_stages=3,
+    )
+    return xz, residual_out
