@@ -6,6 +6,7 @@ The package-level `selective_scan`, `ssd`, `causal_conv1d` (= `causal_conv`) and
 `add_norm_in_proj_conv`, `mamba1_state_step` dispatch on `backend=`; the
 per-backend kernels are importable from their modules (e.g. `mambaseq.kernels.causal_conv1d.causal_conv1d`).
 """
+from ._common import residual_stream_dtype
 from .dispatch import BACKENDS, causal_conv, selective_scan, ssd
 from .selective_scan_chunked import selective_scan_chunked
 from .selective_scan_reference import selective_scan_reference
@@ -28,6 +29,7 @@ __all__ = [
     "causal_conv1d",
     "causal_conv1d_update",
     "mamba1_state_step",
+    "residual_stream_dtype",
     "selective_scan",
     "selective_scan_chunked",
     "selective_scan_reference",

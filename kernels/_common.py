@@ -12,6 +12,14 @@ def compute_dtype(tensor: torch.Tensor) -> torch.dtype:
     return torch.float64 if tensor.dtype == torch.float64 else torch.float32
 
 
+def residual_stream_dtype(hidden: torch.Tensor, residual: torch.Tensor | None, residual_in_fp32: bool
+                          ) -> torch.dtype:
+    """Dtype of the residual stream `hidden (+ residual)`: their promoted dtype, at least fp32 when
+    `residual_in_fp32` (mamba-ssm's block rule)."""
+    dtype = hidden.dtype if residual is None else torch.promote_types(hidden.dtype, residual.dtype)
+    return torch.promote_types(dtype, torch.float32) if residual_in_fp32 else dtype
+
+
 def step_sizes(
     dt: torch.Tensor,
     bias: torch.Tensor | None,

@@ -51,6 +51,12 @@ def mamba1_state_step(
     """`selective_state_update` with `dt = softplus(dt_low @ dt_proj_weight^T + dt_bias)` (the product in dt_low's
     dtype, as the mixer's Linear) and `A = -exp(A_log)`. dt_low: (batch, dt_rank); dt_proj_weight: (d_inner,
     dt_rank); A_log: (d_inner, d_state); the rest as `selective_state_update`. Returns y: (batch, d_inner)."""
-    dt = dt_low @ dt_proj_weight.to(dt_low.dtype).t()
-    A = -torch.exp(A_log.to(compute_dtype(A_log)))
+    dt, A = dt_and_A(dt_low, dt_proj_weight, A_log)
     return selective_state_update(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus=True)
+
+
+def dt_and_A(dt_low: torch.Tensor, dt_proj_weight: torch.Tensor, A_log: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """`selective_state_update`'s dt (before bias and softplus) and A from the mixer's parameters: `dt = dt_low @
+    dt_proj_weight^T` in dt_low's dtype, (batch, d_inner); `A = -exp(A_log)` in fp32 (fp64), (d_inner, d_state)."""
+    return dt_low @ dt_proj_weight.to(dt_low.dtype).t(), -torch.exp(A_log.to(compute_dtype(A_log)))

@@ -16,10 +16,10 @@ from collections.abc import Callable
 
 import torch
 
-from ._common import compute_dtype
 from .causal_conv1d import causal_conv1d_update as causal_conv1d_update_torch
 from .dispatch import _check_backend, _optional, _require
 from .mamba1_step import add_norm_in_proj_conv as add_norm_in_proj_conv_torch
+from .mamba1_step import dt_and_A
 from .state_update import selective_state_update as selective_state_update_torch
 from .state_update import ssd_state_update as ssd_state_update_torch
 
@@ -172,8 +172,7 @@ def mamba1_state_step(
     step = None if backend == "cuda" else _triton_step("mamba1_state_step_triton", backend, x, state)
     if step is not None:
         return step(state, x, dt_low, dt_proj_weight, A_log, B, C, D, z, dt_bias)
-    dt = dt_low @ dt_proj_weight.to(dt_low.dtype).t()
-    A = -torch.exp(A_log.to(compute_dtype(A_log)))
+    dt, A = dt_and_A(dt_low, dt_proj_weight, A_log)
     return selective_state_update(state, x, dt, A, B, C, D, z, dt_bias, True, backend=backend)
 
 

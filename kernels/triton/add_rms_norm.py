@@ -14,6 +14,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .._common import residual_stream_dtype
+
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 TILE_ELEMENTS = 4096  # rows per program = TILE_ELEMENTS // padded d_model: a (rows, d_model) register tile
 MAX_BLOCK_D = 16384
@@ -192,8 +194,6 @@ def add_rms_norm_triton(
                          f"{tuple(hidden.shape)}")
     if weight.shape != hidden.shape[-1:]:
         raise ValueError(f"add_rms_norm_triton: weight shape {tuple(weight.shape)}, expected ({hidden.shape[-1]},)")
-    residual_dtype = hidden.dtype if residual is None else torch.promote_types(hidden.dtype, residual.dtype)
-    if residual_in_fp32:
-        residual_dtype = torch.float32
+    residual_dtype = residual_stream_dtype(hidden, residual, residual_in_fp32)
     return AddRMSNormFunction.apply(hidden, residual, weight.contiguous(), float(eps), residual_dtype,
                                     out_dtype or weight.dtype)

@@ -15,6 +15,7 @@ from mambaseq.kernels import (
     causal_conv1d,
     causal_conv1d_update,
     mamba1_state_step,
+    residual_stream_dtype,
     selective_scan,
 )
 from mambaseq.mixers.channels_first import channels_first_linear
@@ -159,11 +160,9 @@ class Mamba1Mixer(nn.Module):
         if not fused:
             normed, residual = add_rms_norm(hidden, residual, norm, residual_in_fp32, self.kernel_backend)
             return self.step(normed, cache), residual
-        residual_dtype = hidden.dtype if residual is None else torch.promote_types(hidden.dtype, residual.dtype)
-        if residual_in_fp32:
-            residual_dtype = torch.promote_types(residual_dtype, torch.float32)
         xz, residual = add_norm_in_proj_conv(
-            hidden[:, 0], None if residual is None else residual[:, 0], norm.weight, norm.eps, residual_dtype,
+            hidden[:, 0], None if residual is None else residual[:, 0], norm.weight, norm.eps,
+            residual_stream_dtype(hidden, residual, residual_in_fp32),
             self.in_proj.weight, self.in_proj.bias, cache.conv_state, self.conv1d.weight.squeeze(1),
             self.conv1d.bias, backend=self.kernel_backend,
         )
