@@ -3,10 +3,13 @@
 Each program of either kernel runs the whole sequence for its channels, so the number of programs
 (batch * d_inner / block_d) decides how much latency the GPU can hide; in tiling sweeps on an H100
 (scripts/bench_scan.py --tilings) one-channel programs were fastest for wide problems (b8 d1536: forward 0.54 ms vs
-0.69-0.81 ms for 4- to 16-channel tiles; forward + backward 3.1 ms vs 3.6-4.5 ms) and 4-channel, 64-step tiles for
-narrow ones (b1 d1024 L65536 forward: 2.7 ms vs 3.3-5.1 ms). Narrow problems with long sequences are also cut
-along time into segments (`ScanConfig.segments`, chosen by `segment_count`), each scanned by its own programs:
-a summary pass per segment, a carry across segments (`selective_scan_segments`), then the full pass.
+0.69-0.81 ms for 4- to 16-channel tiles; forward + backward 3.1 ms vs 3.6-4.5 ms). Narrow forwards with long
+sequences are also cut along time into segments (`ScanConfig.segments`, chosen by `segment_count`), each scanned
+by its own programs: a summary pass per segment, a carry across segments (`selective_scan_segments`), then the full
+pass. Sweeps at b1 d1024 (H100 and H200, BENCHMARKS.md): 2-channel 32-step one-warp tiles with segments of about
+4096 steps were the fastest forwards (L65536: 1.51 ms vs 2.29 ms unsegmented; L524288: 10.6 ms vs 16.5 ms);
+shorter segments lost (L4096 in 16 segments: 0.38 ms vs 0.26 ms), and segmenting the backward lost at every length
+(L65536 backward: 8.3 ms unsegmented vs 9.3-9.6 ms in 4-16 segments), so the default backward runs unsegmented.
 """
 from __future__ import annotations
 
@@ -39,10 +42,10 @@ class ScanConfig:
 
 
 WIDE_CONFIG = ScanConfig(1, 32, 1)
-NARROW_CONFIG = ScanConfig(4, 64, 2)
+NARROW_CONFIG = ScanConfig(2, 32, 1)
 WIDE_CHANNELS = 4096  # batch * d_inner from which one-channel / Gluon programs win
-TARGET_PROGRAMS = 4096  # narrow problems are cut into segments until about this many programs run
-MIN_SEGMENT_CHUNKS = 8  # ... but never into segments of fewer chunks
+TARGET_PROGRAMS = 65536  # narrow forwards are cut into segments until about this many programs run
+MIN_SEGMENT_CHUNKS = 128  # ... but never into segments of fewer chunks (4096 steps of 32)
 
 
 def segment_count(programs: int, seqlen: int, chunk: int) -> int:
@@ -55,14 +58,17 @@ def default_config(inputs: ScanInputs, backward: bool, training: bool = True) ->
     """Wide problems (batch * d_inner >= 4096) on CUDA: the Gluon kernels (forward + backward at parity with
     mamba-ssm at b8 d1536 L2048 and 0.77x its time at b4 d1536 L32768, H200; BENCHMARKS.md), with 16-step lanes for
     a forward that stores no states (`training=False`). Narrow problems, where one lane per (channel, 4 states)
-    leaves the GPU idle, and the interpreter: one-channel Triton programs for the backward and for wide forwards,
-    4-channel 64-step tiles for narrow forwards, with as many segments along time as `segment_count` gives."""
+    leaves the GPU idle, and the interpreter: one-channel Triton programs for the backward (unsegmented) and for
+    wide forwards, 2-channel 32-step tiles for narrow forwards; forwards get as many segments along time as
+    `segment_count` gives."""
     batch, d_inner, _ = inputs.u.shape
     if batch * d_inner >= WIDE_CHANNELS:
         gluon = launch_gluon.default_config(inputs, steps=8 if training or backward else 16)
         if not launch_gluon.unsupported(inputs, gluon):
             return gluon
-    if backward or batch * d_inner >= WIDE_CHANNELS or inputs.channels_per_group % NARROW_CONFIG.block_d:
+    if backward:
+        return WIDE_CONFIG
+    if batch * d_inner >= WIDE_CHANNELS or inputs.channels_per_group % NARROW_CONFIG.block_d:
         config = WIDE_CONFIG
     else:
         config = NARROW_CONFIG

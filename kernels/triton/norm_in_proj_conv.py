@@ -1,28 +1,62 @@
 """The front of a Mamba-1 decoding step in one Triton kernel: residual add + RMSNorm of the block, the mixer's
 in_proj, and the depthwise causal-conv step + SiLU on its x half. Unfused, these are three launches with two
-round trips through global memory (the fused norm, a cuBLAS GEMV, the conv step); at batch 1 a 48-layer model spends
-most of a decoding step on such launches, not on moving weights.
+round trips through global memory (the fused norm, a cuBLAS GEMV, the conv step). Measured per call at d_model 2048,
+d_inner 4096 fp16 (H200, weights from HBM): 15.8 us fused vs 16.4 us unfused at batch 1, but 23.6 vs 16.2 us at
+batch 2 (cuBLAS streams the weight at 3.1 TB/s, this kernel at 2.1), so the mixer uses it for batch 1 only.
 
-Programs: (blocks of `BLOCK_N` in_proj output features, blocks of `BLOCK_M` batch rows). Each program computes the
-residual stream `hidden (+ residual)` of its rows and their mean square itself (the rows are `d_model` long: cheap
-next to its `BLOCK_N x d_model` slice of the weight), normalizes, and multiplies by its weight slice. An output
+Programs: (blocks of `BLOCK_N` in_proj output features, blocks of up to `MAX_ROWS` batch rows); the tiling is a
+`FrontTiling`. The product is a broadcast multiply-sum: a GEMV streams the weight once, and tl.dot's 16-row minimum
+would spend registers on empty rows (a tl.dot variant measured 37-60 us per call on H200, this one 16 us at batch 1;
+BENCHMARKS.md). Each program computes the
+residual stream `hidden (+ residual)` of its rows itself (they are `d_model` long: cheap next to its
+`BLOCK_N x d_model` slice of the weight) in the same pass over d_model as the product: it multiplies
+`stream * norm_weight` by its weight slice and accumulates the mean square beside it, then scales by the RMS
+(`in_proj(stream * rstd * g) = rstd * in_proj(stream * g)`), so no pass over the stream delays the weight loads. An output
 feature below `d_inner` is a conv channel: the program owns that channel's conv-state rows, so it shifts them in
 place and writes the conv output; a feature at or above `d_inner` is the gate z, written as projected. Feature block
 0 also writes the new residual stream.
 
-Rounding follows the unfused path: the residual stream in its stored dtype, the normed input in the weight's dtype,
-the in_proj output in the activations' dtype before the conv; fp32 accumulation throughout.
+Rounding: the residual stream in its stored dtype (as unfused), `stream * norm_weight` and the products in fp32
+(the unfused path rounds the normed input to the weight's dtype), the in_proj output in the activations' dtype
+before the conv.
 The PyTorch twin is `mambaseq.kernels.mamba1_step.add_norm_in_proj_conv`.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import triton
 import triton.language as tl
 
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-BLOCK_N = 32  # in_proj output features per program: 8192 features (1.4B) are 256 programs per row block
-BLOCK_K = 128
+MAX_ROWS = 4  # batch rows per program (its product tile is rows x BLOCK_N x BLOCK_K fp32)
+
+
+@dataclass(frozen=True)
+class FrontTiling:
+    """Launch parameters: `block_n` in_proj output features per program, `block_k` d_model features per step of
+    the product (powers of 2), `num_warps`, `num_stages`."""
+
+    block_n: int
+    block_k: int
+    num_warps: int
+    num_stages: int
+
+    @classmethod
+    def parse(cls, text: str) -> "FrontTiling":
+        """`"BLOCK_N,BLOCK_K,WARPS,STAGES"`, e.g. `"8,512,4,3"`."""
+        fields = text.split(",")
+        if len(fields) != 4 or not all(f.isdigit() and int(f) > 0 for f in fields):
+            raise ValueError(f"front tiling {text!r}: expected four positive integers BLOCK_N,BLOCK_K,WARPS,STAGES")
+        return cls(*(int(f) for f in fields))
+
+    def __str__(self) -> str:
+        return f"{self.block_n},{self.block_k},{self.num_warps},{self.num_stages}"
+
+
+# fastest of a sweep at batch 1, d_model 2048, d_inner 4096 fp16 on H200 (scripts/bench_decode_front.py)
+DEFAULT_FRONT_TILING = FrontTiling(block_n=8, block_k=512, num_warps=4, num_stages=3)
 
 
 @triton.jit
@@ -46,7 +80,7 @@ def add_norm_in_proj_conv_kernel(
     stride_hidden_b, stride_residual_b, stride_residual_out_b, stride_proj_n, stride_proj_k,
     stride_state_b, stride_state_c, stride_state_k, stride_conv_c, stride_conv_k, stride_xz_b,
     HAS_RESIDUAL: tl.constexpr, HAS_PROJ_BIAS: tl.constexpr, HAS_CONV_BIAS: tl.constexpr, D_MODEL: tl.constexpr, WIDTH: tl.constexpr,
-    DOT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     BLOCK_W: tl.constexpr,
 ):
     feature_block, row_block = tl.program_id(0), tl.program_id(1)
@@ -57,7 +91,10 @@ def add_norm_in_proj_conv_kernel(
     residual_dtype = residual_out_ptr.dtype.element_ty
     stores_residual = feature_block == 0
 
+    # one pass over d_model: in_proj(stream * rstd * g) = rstd * in_proj(stream * g), so the product needs no
+    # separate pass for the mean square first
     sum_sq = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for k0 in range(0, D_MODEL, BLOCK_K):
         features = k0 + tl.arange(0, BLOCK_K)
         feature_mask = features < D_MODEL
@@ -66,19 +103,12 @@ def add_norm_in_proj_conv_kernel(
         sum_sq += tl.sum(stream * stream, axis=1)
         tl.store(residual_out_ptr + rows[:, None] * stride_residual_out_b + features[None, :],
                  stream.to(residual_dtype), mask=row_mask[:, None] & feature_mask[None, :] & stores_residual)
-    rstd = 1.0 / tl.sqrt(sum_sq / D_MODEL + eps)
-
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for k0 in range(0, D_MODEL, BLOCK_K):
-        features = k0 + tl.arange(0, BLOCK_K)
-        feature_mask = features < D_MODEL
-        stream = _residual_stream(hidden_ptr, residual_ptr, rows, row_mask, features, feature_mask,
-                                  stride_hidden_b, stride_residual_b, residual_dtype, HAS_RESIDUAL)
         norm_weight = tl.load(norm_weight_ptr + features, mask=feature_mask, other=0.0).to(tl.float32)
-        normed = (stream * rstd[:, None] * norm_weight[None, :]).to(proj_weight_ptr.dtype.element_ty)
-        weight = tl.load(proj_weight_ptr + outputs[None, :] * stride_proj_n + features[:, None] * stride_proj_k,
-                         mask=output_mask[None, :] & feature_mask[:, None], other=0.0)  # (BLOCK_K, BLOCK_N)
-        acc = tl.dot(normed, weight, acc, input_precision=DOT_PRECISION)
+        scaled = stream * norm_weight[None, :]
+        weight = tl.load(proj_weight_ptr + outputs[:, None] * stride_proj_n + features[None, :] * stride_proj_k,
+                         mask=output_mask[:, None] & feature_mask[None, :], other=0.0)  # (BLOCK_N, BLOCK_K)
+        acc += tl.sum(scaled[:, None, :] * weight.to(tl.float32)[None, :, :], axis=2)
+    acc *= (1.0 / tl.sqrt(sum_sq / D_MODEL + eps))[:, None]
     if HAS_PROJ_BIAS:
         acc += tl.load(proj_bias_ptr + outputs, mask=output_mask, other=0.0).to(tl.float32)[None, :]
     projected = acc.to(xz_ptr.dtype.element_ty)  # in_proj output as the unfused path stores it
@@ -124,11 +154,12 @@ def add_norm_in_proj_conv_triton(
     conv_state: torch.Tensor,
     conv_weight: torch.Tensor,
     conv_bias: torch.Tensor | None,
+    tiling: FrontTiling | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Contract of `mambaseq.kernels.mamba1_step.add_norm_in_proj_conv`: hidden, residual: (batch, d_model);
     proj_weight: (2 * d_inner, d_model); conv_state: (batch, d_inner, width - 1), shifted in place; conv_weight:
     (d_inner, width). Returns `xz: (batch, 2 * d_inner)` in hidden's dtype (x half: SiLU(conv), z half: gate) and
-    `residual_out: (batch, d_model)` in `residual_dtype`. fp32/fp16/bf16."""
+    `residual_out: (batch, d_model)` in `residual_dtype`. fp32/fp16/bf16. `tiling`: DEFAULT_FRONT_TILING."""
     batch, d_model = hidden.shape
     d_inner, width = conv_weight.shape
     _check(proj_weight.shape == (2 * d_inner, d_model),
@@ -146,16 +177,16 @@ def add_norm_in_proj_conv_triton(
            "hidden, residual and norm_weight need unit stride along d_model")
     xz = torch.empty(batch, 2 * d_inner, device=hidden.device, dtype=hidden.dtype)
     residual_out = torch.empty(batch, d_model, device=hidden.device, dtype=residual_dtype)
-    block_m = max(16, min(64, triton.next_power_of_2(batch)))  # tl.dot needs >= 16 rows
-    grid = (triton.cdiv(2 * d_inner, BLOCK_N), triton.cdiv(batch, block_m))
+    tiling = tiling or DEFAULT_FRONT_TILING
+    block_m = min(triton.next_power_of_2(batch), MAX_ROWS)
+    grid = (triton.cdiv(2 * d_inner, tiling.block_n), triton.cdiv(batch, block_m))
     add_norm_in_proj_conv_kernel[grid](
         hidden, residual, norm_weight, proj_weight, proj_bias, conv_state, conv_weight, conv_bias, xz, residual_out,
         batch, d_inner, float(eps),
         hidden.stride(0), 0 if residual is None else residual.stride(0), residual_out.stride(0), *proj_weight.stride(),
         *conv_state.stride(), *conv_weight.stride(), xz.stride(0),
         HAS_RESIDUAL=residual is not None, HAS_PROJ_BIAS=proj_bias is not None, HAS_CONV_BIAS=conv_bias is not None,
-        D_MODEL=d_model, WIDTH=width, DOT_PRECISION="ieee" if proj_weight.dtype == torch.float32 else "tf32",
-        BLOCK_M=block_m, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K, BLOCK_W=triton.next_power_of_2(width),
-        num_warps=4, num_stages=3,
+        D_MODEL=d_model, WIDTH=width, BLOCK_M=block_m, BLOCK_N=tiling.block_n, BLOCK_K=tiling.block_k, BLOCK_W=triton.next_power_of_2(width),
+        num_warps=tiling.num_warps, num_stages=tiling.num_stages,
     )
     return xz, residual_out

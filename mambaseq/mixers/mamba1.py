@@ -23,9 +23,9 @@ from mambaseq.norm import RMSNorm, add_rms_norm
 from mambaseq.precision import at_least_fp32
 
 FUSED_FRONT_BACKENDS = ("auto", "triton")  # backends whose decoding step fuses add + norm + in_proj + conv
-# every program of the fused front re-reads its rows' residual stream twice (mean square, then the product): beyond
-# this batch that traffic outweighs the two launches it saves, and the norm kernel + cuBLAS GEMM + conv step run
-FUSED_FRONT_MAX_BATCH = 16
+# the fused front's Triton GEMV streams in_proj's weight slower than cuBLAS: at batch 1 the two launches it saves
+# make up for that (15.8 vs 16.4 us a layer, 1.4B on H200), from batch 2 on they don't (23.6 vs 16.2 us)
+FUSED_FRONT_MAX_BATCH = 1
 
 
 def inverse_softplus(x: torch.Tensor) -> torch.Tensor:

@@ -27,7 +27,11 @@ CASES = {
                                                 with_bias=False)),
     "front_two_row_blocks_half_residual": ("front", dict(batch=70, d_model=16, d_inner=16, width=2,
                                                          residual_dtype=torch.float16)),
+    "front_three_rows_masked": ("front", dict(d_model=40, d_inner=21, width=4)),
+    "front_one_row_small_tiles": ("front", dict(batch=1, d_model=72, d_inner=24, width=4)),
 }
+# case -> FrontTiling.parse text, for cases that test a tiling other than the default
+FRONT_TILINGS = {"front_three_rows_masked": "8,16,4,2", "front_one_row_small_tiles": "16,32,4,2"}
 
 
 def step_inputs(layout: str, generator: torch.Generator, batch: int = 3, d_inner: int = 16, d_state: int = 8,

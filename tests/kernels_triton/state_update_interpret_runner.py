@@ -18,14 +18,14 @@ from mambaseq.kernels.causal_conv1d import causal_conv1d_update  # noqa: E402
 from mambaseq.kernels.mamba1_step import add_norm_in_proj_conv, mamba1_state_step  # noqa: E402
 from mambaseq.kernels.state_update import selective_state_update, ssd_state_update  # noqa: E402
 from mambaseq.kernels.triton.conv_update import causal_conv1d_update_triton  # noqa: E402
-from mambaseq.kernels.triton.norm_in_proj_conv import add_norm_in_proj_conv_triton  # noqa: E402
+from mambaseq.kernels.triton.norm_in_proj_conv import FrontTiling, add_norm_in_proj_conv_triton  # noqa: E402
 from mambaseq.kernels.triton.state_update import (  # noqa: E402
     mamba1_state_step_triton,
     selective_state_update_triton,
     ssd_state_update_triton,
 )
 from error_norms import norm_relative_error  # noqa: E402
-from state_update_cases import CASES, step_inputs  # noqa: E402
+from state_update_cases import CASES, FRONT_TILINGS, step_inputs  # noqa: E402
 
 STEPS = 3
 KERNELS = {"mamba1": (selective_state_update_triton, selective_state_update),
@@ -48,10 +48,11 @@ def run_case(name: str) -> dict[str, float]:
     inputs = step_inputs(layout, generator, **options)
     reference = {key: _fp64(key, value) for key, value in inputs.items()}
     kernel, torch_step = KERNELS[layout]
+    kernel_options = {"tiling": FrontTiling.parse(FRONT_TILINGS[name])} if name in FRONT_TILINGS else {}
     state_key = STATE_KEYS.get(layout, "state")
     errors: dict[str, float] = {}
     for step in range(STEPS):  # the state carries over steps
-        out = kernel(**inputs)
+        out = kernel(**inputs, **kernel_options)
         expected = torch_step(**reference)
         if layout == "front":  # (xz, residual_out): the residual stream in its own dtype
             (out, residual_out), (expected, expected_residual) = out, expected

@@ -15,14 +15,18 @@ def _inputs(batch: int, d_inner: int, seqlen: int):
     return prepare_inputs(u, u, torch.zeros(d_inner, 16), B, B, None, None, None, None, None)
 
 
-def test_long_narrow_sequences_are_cut_into_segments():
-    config = default_config(_inputs(1, 64, 1 << 16), backward=True)
-    assert config.segments == TARGET_PROGRAMS // 64
-    assert (1 << 16) // (config.chunk * config.segments) >= MIN_SEGMENT_CHUNKS
+def test_long_narrow_forwards_are_cut_into_segments_and_backwards_are_not():
+    inputs = _inputs(1, 64, 1 << 20)
+    config = default_config(inputs, backward=False)
+    assert config.segments == min(TARGET_PROGRAMS // (64 // config.block_d), (1 << 20) // (32 * MIN_SEGMENT_CHUNKS))
+    assert config.segments > 1
+    assert default_config(inputs, backward=True).segments == 1
+    assert default_config(_inputs(1, 64, 1 << 12), backward=False).segments == 1
 
 
 @pytest.mark.parametrize("programs, seqlen, chunk, expected", [
-    (256, 65536, 64, 16), (256, 2048, 64, 4), (256, 100, 64, 1), (8192, 65536, 32, 1), (1, 1 << 20, 32, 4096),
+    (512, 65536, 32, 16), (256, 65536, 64, 8), (256, 2048, 64, 1), (256, 100, 64, 1), (32, 1 << 20, 32, 256),
+    (8192, 1 << 20, 32, 8),
 ])
 def test_segment_count(programs, seqlen, chunk, expected):
     assert segment_count(programs, seqlen, chunk) == expected
