@@ -26,7 +26,8 @@ def test_tiny_run_times_eager_and_transformer_rows(tmp_path: Path, capsys) -> No
         assert not row.error, row
         assert 0 < row.prefill_s < row.total_s
         assert abs(row.total_tokens_per_s - row.batch * 4 / row.total_s) < 1e-6 * row.total_tokens_per_s
-        assert abs(row.decode_tokens_per_s - row.batch * 3 / (row.total_s - row.prefill_s)) < 1e-3
+        decode_rate = row.batch * 3 / (row.total_s - row.prefill_s)
+        assert abs(row.decode_tokens_per_s - decode_rate) < 1e-6 * decode_rate  # relative: tiny decode times on CPU
     assert [row.same_tokens for row in rows[:2]] == [1.0, 1.0]
     assert len(json.loads(out.read_text())["rows"]) == 4
     assert "vs transformer (dec/tot)" in capsys.readouterr().out
