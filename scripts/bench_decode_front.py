@@ -49,7 +49,8 @@ def front_inputs(batch: int, d_model: int, d_inner: int, width: int, dtype: torc
     return dict(hidden=randn(batch, d_model), residual=torch.randn(batch, d_model, device="cuda"),
                 norm_weight=randn(d_model), eps=1e-5, residual_dtype=torch.float32,
                 proj_weight=randn(2 * d_inner, d_model, scale=d_model**-0.5), proj_bias=None,
-                conv_state=randn(batch, d_inner, width - 1), conv_weight=randn(d_inner, width), conv_bias=randn(d_inner))
+                conv_state=randn(batch, d_inner, width - 1), conv_weight=randn(d_inner, width),
+                conv_bias=randn(d_inner))
 
 
 def unfused_front(inputs: dict) -> torch.Tensor:

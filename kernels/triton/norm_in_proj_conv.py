@@ -7,14 +7,13 @@ batch 2 (cuBLAS streams the weight at 3.1 TB/s, this kernel at 2.1), so the mixe
 Programs: (blocks of `BLOCK_N` in_proj output features, blocks of up to `MAX_ROWS` batch rows); the tiling is a
 `FrontTiling`. The product is a broadcast multiply-sum: a GEMV streams the weight once, and tl.dot's 16-row minimum
 would spend registers on empty rows (a tl.dot variant measured 37-60 us per call on H200, this one 16 us at batch 1;
-BENCHMARKS.md). Each program computes the
-residual stream `hidden (+ residual)` of its rows itself (they are `d_model` long: cheap next to its
-`BLOCK_N x d_model` slice of the weight) in the same pass over d_model as the product: it multiplies
-`stream * norm_weight` by its weight slice and accumulates the mean square beside it, then scales by the RMS
-(`in_proj(stream * rstd * g) = rstd * in_proj(stream * g)`), so no pass over the stream delays the weight loads. An output
-feature below `d_inner` is a conv channel: the program owns that channel's conv-state rows, so it shifts them in
-place and writes the conv output; a feature at or above `d_inner` is the gate z, written as projected. Feature block
-0 also writes the new residual stream.
+BENCHMARKS.md). Each program computes the residual stream `hidden (+ residual)` of its rows itself (they are
+`d_model` long: cheap next to its `BLOCK_N x d_model` slice of the weight) in the same pass over d_model as the
+product: it multiplies `stream * norm_weight` by its weight slice and accumulates the mean square beside it, then
+scales by the RMS (`in_proj(stream * rstd * g) = rstd * in_proj(stream * g)`), so no pass over the stream delays
+the weight loads. An output feature below `d_inner` is a conv channel: the program owns that channel's conv-state
+rows, so it shifts them in place and writes the conv output; a feature at or above `d_inner` is the gate z, written
+as projected. Feature block 0 also writes the new residual stream.
 
 Rounding: the residual stream in its stored dtype (as unfused), `stream * norm_weight` and the products in fp32
 (the unfused path rounds the normed input to the weight's dtype), the in_proj output in the activations' dtype
@@ -186,7 +185,8 @@ def add_norm_in_proj_conv_triton(
         hidden.stride(0), 0 if residual is None else residual.stride(0), residual_out.stride(0), *proj_weight.stride(),
         *conv_state.stride(), *conv_weight.stride(), xz.stride(0),
         HAS_RESIDUAL=residual is not None, HAS_PROJ_BIAS=proj_bias is not None, HAS_CONV_BIAS=conv_bias is not None,
-        D_MODEL=d_model, WIDTH=width, BLOCK_M=block_m, BLOCK_N=tiling.block_n, BLOCK_K=tiling.block_k, BLOCK_W=triton.next_power_of_2(width),
+        D_MODEL=d_model, WIDTH=width, BLOCK_M=block_m, BLOCK_N=tiling.block_n, BLOCK_K=tiling.block_k,
+        BLOCK_W=triton.next_power_of_2(width),
         num_warps=tiling.num_warps, num_stages=tiling.num_stages,
     )
     return xz, residual_out
