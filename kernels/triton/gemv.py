@@ -11,17 +11,40 @@ Programs: (blocks of `block_n` output features, blocks of up to `MAX_ROWS` batch
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import triton
 import triton.language as tl
 
 from .pdl import prefetch_lines, prefetch_rows_l2, use_pdl, wait_for_previous_kernel
-from .projection_tiling import ProjectionTiling
 
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 MAX_ROWS = 4  # batch rows per program (its product tile is rows x BLOCK_N x BLOCK_K fp32)
 
-GemvTiling = ProjectionTiling  # block_n: output features, block_k: input features
+
+@dataclass(frozen=True)
+class GemvTiling:
+    """Launch parameters: `block_n` output features per program, `block_k` input features per step of the product
+    (powers of 2), `num_warps`, `num_stages`."""
+
+    block_n: int
+    block_k: int
+    num_warps: int
+    num_stages: int
+
+    @classmethod
+    def parse(cls, text: str) -> "GemvTiling":
+        """`"BLOCK_N,BLOCK_K,WARPS,STAGES"`, e.g. `"4,512,4,3"`."""
+        fields = text.split(",")
+        if len(fields) != 4 or not all(f.isdigit() and int(f) > 0 for f in fields):
+            raise ValueError(f"GEMV tiling {text!r}: expected four positive integers BLOCK_N,BLOCK_K,WARPS,STAGES")
+        return cls(*(int(f) for f in fields))
+
+    def __str__(self) -> str:
+        return f"{self.block_n},{self.block_k},{self.num_warps},{self.num_stages}"
+
+
 DEFAULT_GEMV_TILING = GemvTiling(block_n=4, block_k=512, num_warps=4, num_stages=3)
 
 

@@ -25,17 +25,39 @@ The PyTorch twin is `mambaseq.kernels.mamba1_step.add_norm_in_proj_conv`.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import triton
 import triton.language as tl
 
 from .pdl import prefetch_lines, prefetch_rows_l2, use_pdl, wait_for_previous_kernel
-from .projection_tiling import ProjectionTiling
 
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 MAX_ROWS = 4  # batch rows per program (its product tile is rows x BLOCK_N x BLOCK_K fp32)
 
-FrontTiling = ProjectionTiling  # block_n: in_proj output features, block_k: d_model features
+
+@dataclass(frozen=True)
+class FrontTiling:
+    """Launch parameters: `block_n` in_proj output features per program, `block_k` d_model features per step of
+    the product (powers of 2), `num_warps`, `num_stages`."""
+
+    block_n: int
+    block_k: int
+    num_warps: int
+    num_stages: int
+
+    @classmethod
+    def parse(cls, text: str) -> "FrontTiling":
+        """`"BLOCK_N,BLOCK_K,WARPS,STAGES"`, e.g. `"8,512,4,3"`."""
+        fields = text.split(",")
+        if len(fields) != 4 or not all(f.isdigit() and int(f) > 0 for f in fields):
+            raise ValueError(f"front tiling {text!r}: expected four positive integers BLOCK_N,BLOCK_K,WARPS,STAGES")
+        return cls(*(int(f) for f in fields))
+
+    def __str__(self) -> str:
+        return f"{self.block_n},{self.block_k},{self.num_warps},{self.num_stages}"
+
 
 # fastest of a sweep at batch 1, d_model 2048, d_inner 4096 fp16 on H200 (scripts/bench_decode_front.py)
 DEFAULT_FRONT_TILING = FrontTiling(block_n=8, block_k=512, num_warps=4, num_stages=3)
