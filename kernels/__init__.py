@@ -3,7 +3,7 @@ decoding steps, and `dispatch` / `step_dispatch` to the Triton / CUDA backends.
 
 The package-level `selective_scan`, `ssd`, `causal_conv1d` (= `causal_conv`) and the steps
 `selective_state_update`, `ssd_state_update`, `causal_conv1d_update` and the fused Mamba-1 step pieces
-`add_norm_in_proj_conv`, `mamba1_state_step` and the decoding projection `decode_linear` dispatch on `backend=`; the
+`add_norm_in_proj_conv`, `mamba1_state_step` dispatch on `backend=`; the
 per-backend kernels are importable from their modules (e.g. `mambaseq.kernels.causal_conv1d.causal_conv1d`).
 """
 from ._common import residual_stream_dtype
@@ -15,7 +15,6 @@ from .ssd_reference import ssd_reference
 from .step_dispatch import (
     add_norm_in_proj_conv,
     causal_conv1d_update,
-    decode_linear,
     mamba1_state_step,
     selective_state_update,
     ssd_state_update,
@@ -29,7 +28,6 @@ __all__ = [
     "causal_conv",
     "causal_conv1d",
     "causal_conv1d_update",
-    "decode_linear",
     "mamba1_state_step",
     "residual_stream_dtype",
     "selective_scan",

@@ -1,6 +1,6 @@
 """Backend selection for the single decoding steps: the PyTorch steps of `state_update.py` / `causal_conv1d.py`,
 mamba-ssm's Triton `selective_state_update` and causal-conv1d's CUDA `causal_conv1d_update`, or our Triton state
-update, conv step and projections (`triton/state_update.py`, `triton/conv_update.py`, `triton/gemv.py`). A kernel is one launch where the PyTorch
+update and conv step (`triton/state_update.py`, `triton/conv_update.py`). A kernel is one launch where the PyTorch
 step is a handful to a dozen small ones, which is what a decoding step at batch 1 spends its time on.
 
 Backends: "cuda" (the mamba-ssm / causal-conv1d kernel, or an error), "triton" (our Triton kernels on CUDA tensors,
@@ -15,7 +15,6 @@ import os
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 
 from .causal_conv1d import causal_conv1d_update as causal_conv1d_update_torch
 from .dispatch import _check_backend, _optional, _require
@@ -31,7 +30,6 @@ _CONV_UPDATE = ("causal_conv1d", "causal_conv1d_update")
 _TRITON_MODULE = "mambaseq.kernels.triton.state_update"  # imported lazily: Triton is optional
 _TRITON_CONV_MODULE = "mambaseq.kernels.triton.conv_update"
 _TRITON_FRONT_MODULE = "mambaseq.kernels.triton.norm_in_proj_conv"
-_TRITON_GEMV_MODULE = "mambaseq.kernels.triton.gemv"
 
 
 def _use_cuda(backend: str, kernel: tuple[str, str], tensor: torch.Tensor, unsupported: str) -> bool:
@@ -199,16 +197,3 @@ def add_norm_in_proj_conv(
     kernel = _triton_step("add_norm_in_proj_conv_triton", backend, hidden, conv_state, _TRITON_FRONT_MODULE)
     return (kernel or add_norm_in_proj_conv_torch)(hidden, residual, norm_weight, eps, residual_dtype, proj_weight,
                                                    proj_bias, conv_state, conv_weight, conv_bias)
-
-
-def decode_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, *,
-                  backend: str = "auto") -> torch.Tensor:
-    """`F.linear(x, weight, bias)` of a decoding step, x: (batch, K) -> (batch, N). "auto" on CUDA and "triton": our
-    Triton GEMV (whole weight rows per program, no split-K reduction; it joins the step's chain of dependent
-    launches); otherwise, and for weights or inputs not contiguous along K, F.linear."""
-    _check_backend(backend)
-    unsupported = "" if x.stride(-1) == 1 and weight.stride(-1) == 1 else "x and weight need unit stride along K"
-    if x.dtype != weight.dtype:
-        unsupported = f"x dtype {x.dtype} != weight dtype {weight.dtype}"
-    kernel = _triton_step("gemv_triton", backend, x, weight, _TRITON_GEMV_MODULE, unsupported)
-    return (kernel or F.linear)(x, weight, bias)

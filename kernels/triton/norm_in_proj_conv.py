@@ -15,9 +15,6 @@ the weight loads. An output feature below `d_inner` is a conv channel: the progr
 rows, so it shifts them in place and writes the conv output; a feature at or above `d_inner` is the gate z, written
 as projected. Feature block 0 also writes the new residual stream.
 
-With programmatic dependent launch (`pdl.py`) the program prefetches its weight slice into L2 before it waits for
-the previous kernel.
-
 Rounding: the residual stream in its stored dtype (as unfused), `stream * norm_weight` and the products in fp32
 (the unfused path rounds the normed input to the weight's dtype), the in_proj output in the activations' dtype
 before the conv.
@@ -30,8 +27,6 @@ from dataclasses import dataclass
 import torch
 import triton
 import triton.language as tl
-
-from .pdl import prefetch_lines, prefetch_rows_l2, use_pdl, wait_for_previous_kernel
 
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 MAX_ROWS = 4  # batch rows per program (its product tile is rows x BLOCK_N x BLOCK_K fp32)
@@ -85,7 +80,7 @@ def add_norm_in_proj_conv_kernel(
     stride_state_b, stride_state_c, stride_state_k, stride_conv_c, stride_conv_k, stride_xz_b,
     HAS_RESIDUAL: tl.constexpr, HAS_PROJ_BIAS: tl.constexpr, HAS_CONV_BIAS: tl.constexpr, D_MODEL: tl.constexpr, WIDTH: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-    BLOCK_W: tl.constexpr, USE_PDL: tl.constexpr, LINE: tl.constexpr, LINES: tl.constexpr,
+    BLOCK_W: tl.constexpr,
 ):
     feature_block, row_block = tl.program_id(0), tl.program_id(1)
     rows = (row_block * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
@@ -94,9 +89,6 @@ def add_norm_in_proj_conv_kernel(
     output_mask = outputs < 2 * d_inner
     residual_dtype = residual_out_ptr.dtype.element_ty
     stores_residual = feature_block == 0
-    if USE_PDL:  # the weight slice is constant: fetch it while the previous kernel runs
-        prefetch_rows_l2(proj_weight_ptr, outputs, output_mask, stride_proj_n, D_MODEL, LINE, LINES)
-        wait_for_previous_kernel()
 
     # one pass over d_model: in_proj(stream * rstd * g) = rstd * in_proj(stream * g), so the product needs no
     # separate pass for the mean square first
@@ -187,8 +179,6 @@ def add_norm_in_proj_conv_triton(
     tiling = tiling or DEFAULT_FRONT_TILING
     block_m = min(triton.next_power_of_2(batch), MAX_ROWS)
     grid = (triton.cdiv(2 * d_inner, tiling.block_n), triton.cdiv(batch, block_m))
-    pdl = use_pdl(hidden) and proj_weight.stride(1) == 1
-    line, lines = prefetch_lines(proj_weight, d_model)
     add_norm_in_proj_conv_kernel[grid](
         hidden, residual, norm_weight, proj_weight, proj_bias, conv_state, conv_weight, conv_bias, xz, residual_out,
         batch, d_inner, float(eps),
@@ -196,7 +186,7 @@ def add_norm_in_proj_conv_triton(
         *conv_state.stride(), *conv_weight.stride(), xz.stride(0),
         HAS_RESIDUAL=residual is not None, HAS_PROJ_BIAS=proj_bias is not None, HAS_CONV_BIAS=conv_bias is not None,
         D_MODEL=d_model, WIDTH=width, BLOCK_M=block_m, BLOCK_N=tiling.block_n, BLOCK_K=tiling.block_k,
-        BLOCK_W=triton.next_power_of_2(width), USE_PDL=pdl, LINE=line, LINES=lines,
-        num_warps=tiling.num_warps, num_stages=tiling.num_stages, launch_pdl=pdl,
+        BLOCK_W=triton.next_power_of_2(width),
+        num_warps=tiling.num_warps, num_stages=tiling.num_stages,
     )
     return xz, residual_out

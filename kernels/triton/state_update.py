@@ -5,9 +5,7 @@ small kernels.
 Both layouts run as the head layout `state: (batch, nheads, headdim, d_state)` with B/C shared by groups of heads:
 Mamba-1 with `G` B/C groups (1 when B is `(batch, d_state)`) is `G` heads of `d_inner / G` channels, and its
 per-channel `A: (d_inner, d_state)` and `dt` are per (head, channel); Mamba-2's per-head `A`, `dt`, `dt_bias` (and
-`D`) are broadcast over the head dimension as stride-0 views. Programs: (channel blocks, batch, heads). With
-programmatic dependent launch (`pdl.py`) a program prefetches its dt_proj rows before it waits for the previous
-kernel.
+`D`) are broadcast over the head dimension as stride-0 views. Programs: (channel blocks, batch, heads).
 """
 from __future__ import annotations
 
@@ -16,8 +14,6 @@ import math
 import torch
 import triton
 import triton.language as tl
-
-from .pdl import prefetch_lines, prefetch_rows_l2, use_pdl, wait_for_previous_kernel
 
 SOFTPLUS_LINEAR_ABOVE = tl.constexpr(20.0)  # softplus(x) == x in fp32 beyond this; constexpr: read in the kernel
 TILE_ELEMENTS = 512  # state elements per program: d_inner 4096 x d_state 16 at batch 1 is 128 programs
@@ -40,7 +36,7 @@ def state_update_kernel(
     stride_out_b, stride_out_h, stride_out_p,
     HAS_DT_BIAS: tl.constexpr, DT_SOFTPLUS: tl.constexpr, HAS_DT_LIMIT: tl.constexpr, HAS_D: tl.constexpr,
     HAS_Z: tl.constexpr, DT_LOW_RANK: tl.constexpr, A_IS_LOG: tl.constexpr, BLOCK_P: tl.constexpr,
-    BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr, USE_PDL: tl.constexpr, LINE: tl.constexpr, LINES: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr,
 ):
     block, batch, head = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     group = head // heads_per_group
@@ -48,11 +44,6 @@ def state_update_kernel(
     states = tl.arange(0, BLOCK_N)
     channel_mask = channels < headdim
     tile_mask = channel_mask[:, None] & (states[None, :] < d_state)
-    if USE_PDL:  # the parameters are constant: fetch them while the previous kernel runs
-        if DT_LOW_RANK:
-            prefetch_rows_l2(dt_weight_ptr + head * stride_dt_weight_h, channels, channel_mask, stride_dt_weight_p,
-                             dt_rank, LINE, LINES)
-        wait_for_previous_kernel()
 
     x = tl.load(x_ptr + batch * stride_x_b + head * stride_x_h + channels * stride_x_p, mask=channel_mask,
                 other=0.0).to(tl.float32)
@@ -121,8 +112,6 @@ def _launch(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus: bool, dt_limit: t
     dt_rank = 1 if dt_weight is None else dt_weight.shape[-1]
     dt_strides = (dt.stride(0), 0, dt.stride(1)) if dt_weight is not None else dt.stride()
     grid = (triton.cdiv(headdim, block_p), batch, nheads)
-    pdl = use_pdl(x) and (dt_weight is None or dt_weight.stride(-1) == 1)
-    line, lines = prefetch_lines(dt_weight if dt_weight is not None else dt, dt_rank)
     state_update_kernel[grid](
         state, x, dt, dt_weight, dt_bias, A, B, C, D, z, out,
         headdim, d_state, nheads // ngroups, dt_rank, float(dt_limit[0]), float(min(dt_limit[1], 3.0e38)),
@@ -130,7 +119,7 @@ def _launch(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus: bool, dt_limit: t
         *B.stride(), *C.stride(), *_strides(D, 2), *_strides(z, 3), *out.stride(),
         HAS_DT_BIAS=dt_bias is not None, DT_SOFTPLUS=dt_softplus, HAS_DT_LIMIT=has_limit, HAS_D=D is not None,
         HAS_Z=z is not None, DT_LOW_RANK=dt_weight is not None, A_IS_LOG=A_is_log, BLOCK_P=block_p, BLOCK_N=block_n,
-        BLOCK_R=triton.next_power_of_2(dt_rank), USE_PDL=pdl, LINE=line, LINES=lines, num_warps=4, launch_pdl=pdl,
+        BLOCK_R=triton.next_power_of_2(dt_rank), num_warps=4,
     )
     return out
 

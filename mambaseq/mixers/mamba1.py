@@ -14,7 +14,6 @@ from mambaseq.kernels import (
     add_norm_in_proj_conv,
     causal_conv1d,
     causal_conv1d_update,
-    decode_linear,
     mamba1_state_step,
     residual_stream_dtype,
     selective_scan,
@@ -27,10 +26,6 @@ FUSED_FRONT_BACKENDS = ("auto", "triton")  # backends whose decoding step fuses 
 # the fused front's Triton GEMV streams in_proj's weight slower than cuBLAS: at batch 1 the two launches it saves
 # make up for that (15.8 vs 16.4 us a layer, 1.4B on H200), from batch 2 on they don't (23.6 vs 16.2 us)
 FUSED_FRONT_MAX_BATCH = 1
-# x_proj and out_proj of a decoding step run as our Triton GEMV up to this batch (it can chain with the fused front
-# and the state step through programmatic dependent launch, kernels/triton/pdl.py); cuBLAS from there on. 0 until
-# scripts/bench_decode_layer.py has measured it against cuBLAS on GPU
-DECODE_GEMV_MAX_BATCH = 0
 
 
 def inverse_softplus(x: torch.Tensor) -> torch.Tensor:
@@ -178,18 +173,10 @@ class Mamba1Mixer(nn.Module):
         """The step after the conv: x, z: (b, d_inner) -> (b, 1, d_model), the SSM state updated in place. dt's
         projection and `A = -exp(A_log)` happen inside the step kernel (three launches per layer and token fewer);
         D and dt_bias go in their own dtype, as every step backend computes in fp32 (fp64 for fp64 inputs)."""
-        dt_low, B, C = self._project(self.x_proj, x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
+        dt_low, B, C = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         y = mamba1_state_step(cache.ssm_state, x, dt_low, self.dt_proj.weight, self.A_log, B, C, D=self.D, z=z,
                               dt_bias=self.dt_proj.bias, backend=self.kernel_backend)
-        return self._project(self.out_proj, y).unsqueeze(1)
-
-    def _project(self, linear: nn.Linear, x: torch.Tensor) -> torch.Tensor:
-        """`linear(x)` in a decoding step, x: (b, in_features): the Triton GEMV up to `DECODE_GEMV_MAX_BATCH` rows on
-        the fused backends (`kernels.decode_linear` picks it on CUDA), else the Linear (also under autocast)."""
-        if (x.shape[0] <= DECODE_GEMV_MAX_BATCH and self.kernel_backend in FUSED_FRONT_BACKENDS
-                and x.dtype == linear.weight.dtype and not torch.is_autocast_enabled(x.device.type)):
-            return decode_linear(x, linear.weight, linear.bias, backend=self.kernel_backend)
-        return linear(x)
+        return self.out_proj(y).unsqueeze(1)
 
     def _A(self) -> torch.Tensor:
         return -torch.exp(at_least_fp32(self.A_log))  # (d_inner, d_state)

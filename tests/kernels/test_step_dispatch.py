@@ -1,6 +1,6 @@
 """Decoding-step dispatch: backend errors on CPU; on CUDA, mamba-ssm's `selective_state_update` and causal-conv1d's
-`causal_conv1d_update` (when importable), our Triton state update, the fused Mamba-1 step pieces and the decoding
-GEMV against the fp64 PyTorch steps, state updates included."""
+`causal_conv1d_update` (when importable), our Triton state update and the fused Mamba-1 step pieces against the fp64
+PyTorch steps, state updates included."""
 import importlib.util
 
 import pytest
@@ -9,7 +9,6 @@ import torch
 from mambaseq.kernels import (
     add_norm_in_proj_conv,
     causal_conv1d_update,
-    decode_linear,
     mamba1_state_step,
     selective_state_update,
     ssd_state_update,
@@ -71,15 +70,6 @@ def test_triton_backend_on_cpu_tensors_raises_naming_the_device() -> None:
                              backend="triton")
     with pytest.raises(ValueError, match=r"width 1 \(the Triton step needs >= 2\)"):
         causal_conv1d_update(torch.randn(2, 6), torch.randn(2, 6, 0), torch.randn(6, 1), backend="triton")
-
-
-def test_decode_linear_runs_the_linear_on_cpu_and_names_what_triton_cannot_take(seed: int) -> None:
-    x, weight, bias = torch.randn(2, 12), torch.randn(5, 12), torch.randn(5)
-    torch.testing.assert_close(decode_linear(x, weight, bias), torch.nn.functional.linear(x, weight, bias))
-    with pytest.raises(ValueError, match="backend='triton' cannot run this decoding step: tensors on cpu"):
-        decode_linear(x, weight, bias, backend="triton")
-    with pytest.raises(ValueError, match="x dtype torch.float64 != weight dtype torch.float32"):
-        decode_linear(x.double(), weight, backend="triton")
 
 
 def test_cuda_backend_refuses_unsupported_calls_by_reason() -> None:
@@ -223,20 +213,3 @@ def test_fused_mamba1_step_pieces_match_fp64(batch: int, dtype: torch.dtype, see
         assert _relative_error(y, y_expected) < tolerance
         assert _relative_error(ssm["state"], ssm_reference["state"]) < tolerance
         front["hidden"], reference["hidden"] = front["hidden"].roll(1, 0), reference["hidden"].roll(1, 0)
-
-
-@pytest.mark.gpu
-@requires_cuda
-@pytest.mark.parametrize("batch", [1, 3, 6])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
-def test_decode_linear_gemv_matches_fp64(batch: int, dtype: torch.dtype, seed: int) -> None:
-    """The Triton GEMV for x_proj-like (40 outputs, no bias) and out_proj-like (300, bias) shapes: one and two row
-    blocks, x a column slice of a wider buffer (as after the x/z split); fp32 sums, the output rounded once."""
-    for n_out, k, with_bias in ((40, 1024, False), (300, 1000, True)):
-        x = torch.randn(batch, 2 * k, device="cuda", dtype=dtype)[:, :k]
-        weight = (torch.randn(n_out, k, device="cuda") * k**-0.5).to(dtype)
-        bias = torch.randn(n_out, device="cuda", dtype=dtype) if with_bias else None
-        out = decode_linear(x, weight, bias, backend="triton")
-        expected = torch.nn.functional.linear(x.double(), weight.double(), None if bias is None else bias.double())
-        assert out.dtype == dtype and out.shape == (batch, n_out)
-        assert _relative_error(out, expected) < (1e-6 if dtype == torch.float32 else 4e-3)

@@ -29,13 +29,9 @@ CASES = {
                                                          residual_dtype=torch.float16)),
     "front_three_rows_masked": ("front", dict(d_model=40, d_inner=21, width=4)),
     "front_one_row_small_tiles": ("front", dict(batch=1, d_model=72, d_inner=24, width=4)),
-    "gemv_bias_masked": ("gemv", dict(d_model=200, d_inner=37)),
-    "gemv_one_row_default_tiling": ("gemv", dict(batch=1, d_model=96, d_inner=10, with_bias=False)),
-    "gemv_two_row_blocks": ("gemv", dict(batch=6, d_model=48, d_inner=20, strided=True)),
 }
-# case -> tiling text (FrontTiling / GemvTiling.parse), for cases that test a tiling other than the default
-TILINGS = {"front_three_rows_masked": "8,16,4,2", "front_one_row_small_tiles": "16,32,4,2",
-           "gemv_bias_masked": "4,64,4,2", "gemv_two_row_blocks": "8,16,2,2"}
+# case -> FrontTiling.parse text, for cases that test a tiling other than the default
+FRONT_TILINGS = {"front_three_rows_masked": "8,16,4,2", "front_one_row_small_tiles": "16,32,4,2"}
 
 
 def step_inputs(layout: str, generator: torch.Generator, batch: int = 3, d_inner: int = 16, d_state: int = 8,
@@ -48,15 +44,9 @@ def step_inputs(layout: str, generator: torch.Generator, batch: int = 3, d_inner
     "conv": a causal-conv step over `d_inner` channels of `width` taps, SiLU when `softplus`, bias when `with_bias`
     (`strided` also makes the conv state a view of a wider buffer). Layout "mamba1_params": a Mamba-1 step from the
     mixer's parameters (low-rank dt of `dt_rank`, A_log). Layout "front": residual add + RMSNorm + in_proj + conv
-    step of a `d_model` block (biases when `with_bias`, the residual stream stored in `residual_dtype`). Layout
-    "gemv": a projection of `d_model` inputs to `d_inner` outputs (bias when `with_bias`; `strided`: x a view of
-    rows of a wider buffer)."""
+    step of a `d_model` block (biases when `with_bias`, the residual stream stored in `residual_dtype`)."""
     def randn(*shape: int) -> torch.Tensor:
         return torch.randn(*shape, generator=generator)
-
-    if layout == "gemv":
-        x = randn(batch, 2 * d_model)[:, :d_model] if strided else randn(batch, d_model)
-        return dict(x=x, weight=randn(d_inner, d_model) * d_model**-0.5, bias=randn(d_inner) if with_bias else None)
 
     if layout == "front":
         return dict(hidden=randn(batch, d_model), residual=randn(batch, d_model) if with_residual else None,

@@ -1,4 +1,4 @@
-"""Runs the Triton decoding-step kernels (state updates, conv step, front, GEMV) on CPU under `TRITON_INTERPRET=1` against the
+"""Runs the Triton decoding-step kernels (state updates, conv step) on CPU under `TRITON_INTERPRET=1` against the
 fp64 PyTorch steps and prints each case's relative errors as JSON. Started as a subprocess by
 test_state_update_triton_interpret.py (the interpreter setting is read when kernels are defined and must not leak
 into other tests).
@@ -13,13 +13,11 @@ if os.environ.get("TRITON_INTERPRET") != "1":
     raise SystemExit("state_update_interpret_runner.py: set TRITON_INTERPRET=1")
 
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 
 from mambaseq.kernels.causal_conv1d import causal_conv1d_update  # noqa: E402
 from mambaseq.kernels.mamba1_step import add_norm_in_proj_conv, mamba1_state_step  # noqa: E402
 from mambaseq.kernels.state_update import selective_state_update, ssd_state_update  # noqa: E402
 from mambaseq.kernels.triton.conv_update import causal_conv1d_update_triton  # noqa: E402
-from mambaseq.kernels.triton.gemv import GemvTiling, gemv_triton  # noqa: E402
 from mambaseq.kernels.triton.norm_in_proj_conv import FrontTiling, add_norm_in_proj_conv_triton  # noqa: E402
 from mambaseq.kernels.triton.state_update import (  # noqa: E402
     mamba1_state_step_triton,
@@ -27,17 +25,15 @@ from mambaseq.kernels.triton.state_update import (  # noqa: E402
     ssd_state_update_triton,
 )
 from error_norms import norm_relative_error  # noqa: E402
-from state_update_cases import CASES, TILINGS, step_inputs  # noqa: E402
+from state_update_cases import CASES, FRONT_TILINGS, step_inputs  # noqa: E402
 
 STEPS = 3
 KERNELS = {"mamba1": (selective_state_update_triton, selective_state_update),
            "ssd": (ssd_state_update_triton, ssd_state_update),
            "conv": (causal_conv1d_update_triton, causal_conv1d_update),
            "mamba1_params": (mamba1_state_step_triton, mamba1_state_step),
-           "front": (add_norm_in_proj_conv_triton, add_norm_in_proj_conv),
-           "gemv": (gemv_triton, F.linear)}  # layout -> (Triton kernel, PyTorch step)
-STATE_KEYS = {"conv": "conv_state", "front": "conv_state", "gemv": None}  # in-place state (default "state"; None: none)
-TILING_TYPES = {"front": FrontTiling, "gemv": GemvTiling}
+           "front": (add_norm_in_proj_conv_triton, add_norm_in_proj_conv)}  # layout -> (Triton kernel, PyTorch step)
+STATE_KEYS = {"conv": "conv_state", "front": "conv_state"}  # the in-place state of each layout (default "state")
 
 
 def _fp64(name: str, value):
@@ -52,7 +48,7 @@ def run_case(name: str) -> dict[str, float]:
     inputs = step_inputs(layout, generator, **options)
     reference = {key: _fp64(key, value) for key, value in inputs.items()}
     kernel, torch_step = KERNELS[layout]
-    kernel_options = {"tiling": TILING_TYPES[layout].parse(TILINGS[name])} if name in TILINGS else {}
+    kernel_options = {"tiling": FrontTiling.parse(FRONT_TILINGS[name])} if name in FRONT_TILINGS else {}
     state_key = STATE_KEYS.get(layout, "state")
     errors: dict[str, float] = {}
     for step in range(STEPS):  # the state carries over steps
@@ -65,8 +61,7 @@ def run_case(name: str) -> dict[str, float]:
         else:
             residual_ok = True
         errors[f"y{step}"] = norm_relative_error(out, expected)
-        if state_key is not None:
-            errors[f"state{step}"] = norm_relative_error(inputs[state_key], reference[state_key])
+        errors[f"state{step}"] = norm_relative_error(inputs[state_key], reference[state_key])
         like = inputs["hidden"] if layout == "front" else inputs["x"]
         errors[f"dtype{step}"] = float(out.dtype == like.dtype and out.shape == expected.shape and residual_ok)
     return errors

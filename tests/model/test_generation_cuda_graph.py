@@ -11,9 +11,7 @@ from mambaseq.generation_cuda_graph import (
     prefill,
     release_cuda_graphs,
 )
-from mambaseq.kernels.triton import pdl
 from mambaseq.lm import MambaLM
-from mambaseq.mixers import mamba1
 from model_builders import VOCAB_SIZE, perturb_, tiny_lm_config
 
 MAMBA_KINDS = ["mamba1", "mamba2"]
@@ -182,24 +180,3 @@ def test_cuda_graph_rejects_attention_on_gpu() -> None:
     model = tiny_model("hybrid", dtype=torch.float32, device="cuda")
     with pytest.raises(TypeError, match="CausalSelfAttention"):
         generate(model, torch.zeros(1, 3, dtype=torch.long, device="cuda"), 2, do_sample=False, cuda_graph=True)
-
-
-@pytest.mark.gpu
-@requires_cuda
-@pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.get_device_capability()[0] < 9,
-                    reason="programmatic dependent launch needs sm_90 or newer")
-def test_programmatic_dependent_launch_changes_no_bit_of_graph_decoding(monkeypatch, seed: int) -> None:
-    """Batch 1 Mamba-1 decoding (fused front, GEMVs and state step chained by PDL) at widths where each kernel has
-    hundreds of programs: the graph-replayed logits and states with PDL equal those without it, bit for bit (a
-    kernel that read its input before the previous one finished would differ)."""
-    monkeypatch.setattr(mamba1, "DECODE_GEMV_MAX_BATCH", 1)
-    model = perturb_(MambaLM(tiny_lm_config("mamba1", d_model=512, n_layer=6))).to("cuda", torch.float16).eval()
-    input_ids = torch.randint(0, VOCAB_SIZE, (1, 7), device="cuda")
-    tokens = torch.randint(0, VOCAB_SIZE, (8, 1), device="cuda")
-    runs = []
-    for enabled in (True, False):
-        monkeypatch.setattr(pdl, "ENABLED", enabled)
-        logits, decoding = CUDAGraphDecoder(model).start(input_ids)
-        steps = [decoding.step(token).clone() for token in tokens]
-        runs.append((logits, torch.stack(steps)))
-    assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
