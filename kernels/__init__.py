@@ -3,7 +3,7 @@ decoding steps, and `dispatch` / `step_dispatch` to the Triton / CUDA backends.
 
 The package-level `selective_scan`, `ssd`, `causal_conv1d` (= `causal_conv`) and the steps
 `selective_state_update`, `ssd_state_update`, `causal_conv1d_update` and the fused Mamba-1 step pieces
-`add_norm_in_proj_conv`, `mamba1_state_step` dispatch on `backend=`; the
+`add_norm_in_proj_conv`, `mamba1_state_step`, `mamba1_state_step_out_proj` dispatch on `backend=`; the
 per-backend kernels are importable from their modules (e.g. `mambaseq.kernels.causal_conv1d.causal_conv1d`).
 """
 from ._common import residual_stream_dtype
@@ -16,6 +16,7 @@ from .step_dispatch import (
     add_norm_in_proj_conv,
     causal_conv1d_update,
     mamba1_state_step,
+    mamba1_state_step_out_proj,
     selective_state_update,
     ssd_state_update,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "causal_conv1d",
     "causal_conv1d_update",
     "mamba1_state_step",
+    "mamba1_state_step_out_proj",
     "residual_stream_dtype",
     "selective_scan",
     "selective_scan_chunked",

@@ -20,6 +20,7 @@ from .causal_conv1d import causal_conv1d_update as causal_conv1d_update_torch
 from .dispatch import _check_backend, _optional, _require
 from .mamba1_step import add_norm_in_proj_conv as add_norm_in_proj_conv_torch
 from .mamba1_step import dt_and_A
+from .mamba1_step import mamba1_state_step_out_proj as mamba1_state_step_out_proj_torch
 from .state_update import selective_state_update as selective_state_update_torch
 from .state_update import ssd_state_update as ssd_state_update_torch
 
@@ -30,6 +31,7 @@ _CONV_UPDATE = ("causal_conv1d", "causal_conv1d_update")
 _TRITON_MODULE = "mambaseq.kernels.triton.state_update"  # imported lazily: Triton is optional
 _TRITON_CONV_MODULE = "mambaseq.kernels.triton.conv_update"
 _TRITON_FRONT_MODULE = "mambaseq.kernels.triton.norm_in_proj_conv"
+_TRITON_BACK_MODULE = "mambaseq.kernels.triton.state_step_out_proj"
 
 
 def _use_cuda(backend: str, kernel: tuple[str, str], tensor: torch.Tensor, unsupported: str) -> bool:
@@ -187,13 +189,40 @@ def add_norm_in_proj_conv(
     conv_state: torch.Tensor,
     conv_weight: torch.Tensor,
     conv_bias: torch.Tensor | None,
+    x_proj_weight: torch.Tensor | None = None,
+    x_proj_sums: torch.Tensor | None = None,
     *,
     backend: str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The front of a Mamba-1 step (residual add + RMSNorm + in_proj + SiLU conv step); contract of
-    `mamba1_step.add_norm_in_proj_conv`. "auto" on CUDA and "triton": one Triton kernel; otherwise (CPU, inside
-    torch.compile, "cuda", which has no such kernel) the PyTorch twin."""
+    """The front of a Mamba-1 step (residual add + RMSNorm + in_proj + SiLU conv step, optionally summing x_proj);
+    contract of `mamba1_step.add_norm_in_proj_conv`. "auto" on CUDA and "triton": one Triton kernel; otherwise
+    (CPU, inside torch.compile, "cuda", which has no such kernel) the PyTorch twin."""
     _check_backend(backend)
     kernel = _triton_step("add_norm_in_proj_conv_triton", backend, hidden, conv_state, _TRITON_FRONT_MODULE)
     return (kernel or add_norm_in_proj_conv_torch)(hidden, residual, norm_weight, eps, residual_dtype, proj_weight,
-                                                   proj_bias, conv_state, conv_weight, conv_bias)
+                                                   proj_bias, conv_state, conv_weight, conv_bias, x_proj_weight,
+                                                   x_proj_sums)
+
+
+def mamba1_state_step_out_proj(
+    state: torch.Tensor,
+    xz: torch.Tensor,
+    x_proj_sums: torch.Tensor,
+    arrivals: torch.Tensor,
+    dt_proj_weight: torch.Tensor,
+    dt_bias: torch.Tensor | None,
+    A_log: torch.Tensor,
+    D: torch.Tensor | None,
+    out_proj_weight: torch.Tensor,
+    out_proj_bias: torch.Tensor | None,
+    residual: torch.Tensor,
+    *,
+    backend: str = "auto",
+) -> None:
+    """The back of a Mamba-1 step (state step from the summed x_proj, out_proj added into the fp32 residual stream);
+    contract of `mamba1_step.mamba1_state_step_out_proj`. "auto" on CUDA and "triton": one Triton kernel (fp32
+    atomics: the last bits of the sum vary from run to run); otherwise the PyTorch twin."""
+    _check_backend(backend)
+    kernel = _triton_step("mamba1_state_step_out_proj_triton", backend, xz, state, _TRITON_BACK_MODULE)
+    (kernel or mamba1_state_step_out_proj_torch)(state, xz, x_proj_sums, arrivals, dt_proj_weight, dt_bias, A_log, D,
+                                                 out_proj_weight, out_proj_bias, residual)

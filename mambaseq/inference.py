@@ -11,19 +11,42 @@ import torch
 
 
 @dataclass
+class FusedStepBuffers:
+    """Scratch of a Mamba-1 decoding step split into two kernels (`kernels.add_norm_in_proj_conv` summing x_proj,
+    `kernels.mamba1_state_step_out_proj` adding out_proj into the residual stream); zero between steps.
+
+    x_proj_sums: (batch, dt_rank + 2 * d_state) fp32; arrivals: (batch, 1 + d_inner) int32, the back kernel's
+    arrival counters;
+    zero_output: (batch, 1, d_model) zeros, the mixer's output once out_proj is in the residual stream.
+    """
+
+    x_proj_sums: torch.Tensor
+    arrivals: torch.Tensor
+    zero_output: torch.Tensor
+
+    def reset(self) -> None:
+        for buffer in (self.x_proj_sums, self.arrivals, self.zero_output):
+            buffer.zero_()
+
+
+@dataclass
 class SSMLayerCache:
     """State of one Mamba layer.
 
     conv_state: (batch, conv_channels, d_conv - 1), the last inputs of the depthwise causal conv.
     ssm_state: (batch, d_inner, d_state) for Mamba-1, (batch, nheads, headdim, d_state) for Mamba-2; fp32.
+    fused_step: Mamba-1's scratch for the two-kernel decoding step, or None.
     """
 
     conv_state: torch.Tensor
     ssm_state: torch.Tensor
+    fused_step: FusedStepBuffers | None = None
 
     def reset(self) -> None:
         self.conv_state.zero_()
         self.ssm_state.zero_()
+        if self.fused_step is not None:
+            self.fused_step.reset()
 
 
 @dataclass

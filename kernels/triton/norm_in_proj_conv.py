@@ -13,7 +13,9 @@ product: it multiplies `stream * norm_weight` by its weight slice and accumulate
 scales by the RMS (`in_proj(stream * rstd * g) = rstd * in_proj(stream * g)`), so no pass over the stream delays
 the weight loads. An output feature below `d_inner` is a conv channel: the program owns that channel's conv-state
 rows, so it shifts them in place and writes the conv output; a feature at or above `d_inner` is the gate z, written
-as projected. Feature block 0 also writes the new residual stream.
+as projected. Feature block 0 also writes the new residual stream. Given x_proj's weight, a program of conv
+channels also adds its channels' share of `x_proj(x)` into fp32 sums with atomics, for the fused back of the step
+(`state_step_out_proj`), which saves x_proj's own GEMV launches.
 
 Rounding: the residual stream in its stored dtype (as unfused), `stream * norm_weight` and the products in fp32
 (the unfused path rounds the normed input to the weight's dtype), the in_proj output in the activations' dtype
@@ -23,35 +25,28 @@ The PyTorch twin is `mambaseq.kernels.mamba1_step.add_norm_in_proj_conv`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import triton
 import triton.language as tl
+
+from .tiling import KernelTiling
 
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 MAX_ROWS = 4  # batch rows per program (its product tile is rows x BLOCK_N x BLOCK_K fp32)
 
 
 @dataclass(frozen=True)
-class FrontTiling:
+class FrontTiling(KernelTiling):
     """Launch parameters: `block_n` in_proj output features per program, `block_k` d_model features per step of
-    the product (powers of 2), `num_warps`, `num_stages`."""
+    the product (powers of 2), `num_warps`, `num_stages`; text `"BLOCK_N,BLOCK_K,WARPS,STAGES"`, e.g. `"8,512,4,3"`."""
 
+    FIELDS: ClassVar[str] = "BLOCK_N,BLOCK_K,WARPS,STAGES"
     block_n: int
     block_k: int
     num_warps: int
     num_stages: int
-
-    @classmethod
-    def parse(cls, text: str) -> "FrontTiling":
-        """`"BLOCK_N,BLOCK_K,WARPS,STAGES"`, e.g. `"8,512,4,3"`."""
-        fields = text.split(",")
-        if len(fields) != 4 or not all(f.isdigit() and int(f) > 0 for f in fields):
-            raise ValueError(f"front tiling {text!r}: expected four positive integers BLOCK_N,BLOCK_K,WARPS,STAGES")
-        return cls(*(int(f) for f in fields))
-
-    def __str__(self) -> str:
-        return f"{self.block_n},{self.block_k},{self.num_warps},{self.num_stages}"
 
 
 # fastest of a sweep at batch 1, d_model 2048, d_inner 4096 fp16 on H200 (scripts/bench_decode_front.py)
@@ -74,13 +69,15 @@ def _residual_stream(hidden_ptr, residual_ptr, rows, row_mask, features, feature
 @triton.jit
 def add_norm_in_proj_conv_kernel(
     hidden_ptr, residual_ptr, norm_weight_ptr, proj_weight_ptr, proj_bias_ptr,
-    conv_state_ptr, conv_weight_ptr, conv_bias_ptr, xz_ptr, residual_out_ptr,
-    batch, d_inner, eps,
+    conv_state_ptr, conv_weight_ptr, conv_bias_ptr, xz_ptr, residual_out_ptr, x_proj_weight_ptr, x_proj_sums_ptr,
+    batch, d_inner, x_proj_width, eps,
     stride_hidden_b, stride_residual_b, stride_residual_out_b, stride_proj_n, stride_proj_k,
     stride_state_b, stride_state_c, stride_state_k, stride_conv_c, stride_conv_k, stride_xz_b,
-    HAS_RESIDUAL: tl.constexpr, HAS_PROJ_BIAS: tl.constexpr, HAS_CONV_BIAS: tl.constexpr, D_MODEL: tl.constexpr, WIDTH: tl.constexpr,
+    stride_x_proj_r, stride_x_proj_c, stride_sums_b,
+    HAS_RESIDUAL: tl.constexpr, HAS_X_PROJ: tl.constexpr, HAS_PROJ_BIAS: tl.constexpr, HAS_CONV_BIAS: tl.constexpr,
+    D_MODEL: tl.constexpr, WIDTH: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-    BLOCK_W: tl.constexpr,
+    BLOCK_W: tl.constexpr, BLOCK_R: tl.constexpr,
 ):
     feature_block, row_block = tl.program_id(0), tl.program_id(1)
     rows = (row_block * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
@@ -133,6 +130,16 @@ def add_norm_in_proj_conv_kernel(
     out = tl.where(is_channel[None, :], conv, projected.to(tl.float32))
     tl.store(xz_ptr + rows[:, None] * stride_xz_b + outputs[None, :], out.to(xz_ptr.dtype.element_ty),
              mask=row_mask[:, None] & output_mask[None, :])
+    if HAS_X_PROJ:
+        if feature_block * BLOCK_N < d_inner:  # this program's share of x_proj(x), over its conv channels
+            x = tl.where(channel_mask, out.to(xz_ptr.dtype.element_ty).to(tl.float32), 0.0)
+            ranks = tl.arange(0, BLOCK_R)
+            rank_mask = ranks < x_proj_width
+            x_proj = tl.load(x_proj_weight_ptr + ranks[:, None] * stride_x_proj_r + outputs[None, :] * stride_x_proj_c,
+                             mask=rank_mask[:, None] & is_channel[None, :], other=0.0).to(tl.float32)
+            partial = tl.sum(x[:, None, :] * x_proj[None, :, :], axis=2)  # (BLOCK_M, BLOCK_R)
+            tl.atomic_add(x_proj_sums_ptr + rows[:, None] * stride_sums_b + ranks[None, :], partial,
+                          mask=row_mask[:, None] & rank_mask[None, :], sem="relaxed")
     tl.debug_barrier()  # every load of this program's conv-state rows happens before any of its stores
     tl.store(state_ptrs, shifted.to(conv_state_ptr.dtype.element_ty), mask=in_state)
 
@@ -153,12 +160,16 @@ def add_norm_in_proj_conv_triton(
     conv_state: torch.Tensor,
     conv_weight: torch.Tensor,
     conv_bias: torch.Tensor | None,
+    x_proj_weight: torch.Tensor | None = None,
+    x_proj_sums: torch.Tensor | None = None,
     tiling: FrontTiling | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Contract of `mambaseq.kernels.mamba1_step.add_norm_in_proj_conv`: hidden, residual: (batch, d_model);
     proj_weight: (2 * d_inner, d_model); conv_state: (batch, d_inner, width - 1), shifted in place; conv_weight:
     (d_inner, width). Returns `xz: (batch, 2 * d_inner)` in hidden's dtype (x half: SiLU(conv), z half: gate) and
-    `residual_out: (batch, d_model)` in `residual_dtype`. fp32/fp16/bf16. `tiling`: DEFAULT_FRONT_TILING."""
+    `residual_out: (batch, d_model)` in `residual_dtype`. With `x_proj_weight: (width_x, d_inner)`, the conv
+    output's projection is added into `x_proj_sums: (batch, width_x)` fp32 (atomically, each program its channels'
+    share). fp32/fp16/bf16. `tiling`: DEFAULT_FRONT_TILING."""
     batch, d_model = hidden.shape
     d_inner, width = conv_weight.shape
     _check(proj_weight.shape == (2 * d_inner, d_model),
@@ -174,19 +185,29 @@ def add_norm_in_proj_conv_triton(
            f"unsupported dtypes {bad or {'residual_dtype': residual_dtype}} (supported: {SUPPORTED_DTYPES})")
     _check(all(t.stride(-1) == 1 for t in (hidden, residual, norm_weight) if t is not None),
            "hidden, residual and norm_weight need unit stride along d_model")
+    _check((x_proj_weight is None) == (x_proj_sums is None), "pass both x_proj_weight and x_proj_sums, or neither")
+    if x_proj_sums is not None:
+        _check(x_proj_weight.shape[1] == d_inner and x_proj_sums.shape == (batch, x_proj_weight.shape[0])
+               and x_proj_sums.dtype == torch.float32 and x_proj_sums.stride(-1) == 1,
+               f"x_proj_weight {tuple(x_proj_weight.shape)} and x_proj_sums {tuple(x_proj_sums.shape)} "
+               f"{x_proj_sums.dtype}: expected (width, {d_inner}) and contiguous ({batch}, width) float32")
     xz = torch.empty(batch, 2 * d_inner, device=hidden.device, dtype=hidden.dtype)
     residual_out = torch.empty(batch, d_model, device=hidden.device, dtype=residual_dtype)
     tiling = tiling or DEFAULT_FRONT_TILING
     block_m = min(triton.next_power_of_2(batch), MAX_ROWS)
     grid = (triton.cdiv(2 * d_inner, tiling.block_n), triton.cdiv(batch, block_m))
+    has_x_proj = x_proj_sums is not None
+    x_proj_width = x_proj_weight.shape[0] if has_x_proj else 1
     add_norm_in_proj_conv_kernel[grid](
         hidden, residual, norm_weight, proj_weight, proj_bias, conv_state, conv_weight, conv_bias, xz, residual_out,
-        batch, d_inner, float(eps),
+        x_proj_weight, x_proj_sums, batch, d_inner, x_proj_width, float(eps),
         hidden.stride(0), 0 if residual is None else residual.stride(0), residual_out.stride(0), *proj_weight.stride(),
         *conv_state.stride(), *conv_weight.stride(), xz.stride(0),
-        HAS_RESIDUAL=residual is not None, HAS_PROJ_BIAS=proj_bias is not None, HAS_CONV_BIAS=conv_bias is not None,
+        *(x_proj_weight.stride() if has_x_proj else (0, 0)), x_proj_sums.stride(0) if has_x_proj else 0,
+        HAS_RESIDUAL=residual is not None, HAS_X_PROJ=has_x_proj, HAS_PROJ_BIAS=proj_bias is not None,
+        HAS_CONV_BIAS=conv_bias is not None,
         D_MODEL=d_model, WIDTH=width, BLOCK_M=block_m, BLOCK_N=tiling.block_n, BLOCK_K=tiling.block_k,
-        BLOCK_W=triton.next_power_of_2(width),
+        BLOCK_W=triton.next_power_of_2(width), BLOCK_R=triton.next_power_of_2(x_proj_width),
         num_warps=tiling.num_warps, num_stages=tiling.num_stages,
     )
     return xz, residual_out

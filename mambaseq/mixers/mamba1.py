@@ -9,12 +9,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from mambaseq.config import Mamba1Config
-from mambaseq.inference import SSMLayerCache
+from mambaseq.inference import FusedStepBuffers, SSMLayerCache
 from mambaseq.kernels import (
     add_norm_in_proj_conv,
     causal_conv1d,
     causal_conv1d_update,
     mamba1_state_step,
+    mamba1_state_step_out_proj,
     residual_stream_dtype,
     selective_scan,
 )
@@ -83,9 +84,15 @@ class Mamba1Mixer(nn.Module):
         self.D._no_weight_decay = True
 
     def allocate_cache(self, batch: int, dtype: torch.dtype, device: torch.device | str) -> SSMLayerCache:
+        fused_step = FusedStepBuffers(
+            x_proj_sums=torch.zeros(batch, self.x_proj.out_features, dtype=torch.float32, device=device),
+            arrivals=torch.zeros(batch, 1 + self.d_inner, dtype=torch.int32, device=device),
+            zero_output=torch.zeros(batch, 1, self.d_model, dtype=dtype, device=device),
+        )
         return SSMLayerCache(
             conv_state=torch.zeros(batch, self.d_inner, self.d_conv - 1, dtype=dtype, device=device),
             ssm_state=torch.zeros(batch, self.d_inner, self.d_state, dtype=torch.float32, device=device),
+            fused_step=fused_step,
         )
 
     def forward(self, hidden: torch.Tensor, cache: SSMLayerCache | None = None) -> torch.Tensor:
@@ -154,18 +161,31 @@ class Mamba1Mixer(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The block's residual add + `norm`, then `step`: `(out, residual_new)`, all (b, 1, d_model); residual None
         for the first layer. With an `RMSNorm` on the "auto"/"triton" backends the add, the norm, in_proj and the
-        conv step run as one kernel on CUDA (`kernels.add_norm_in_proj_conv`) up to `FUSED_FRONT_MAX_BATCH` rows."""
+        conv step run as one kernel on CUDA (`kernels.add_norm_in_proj_conv`) up to `FUSED_FRONT_MAX_BATCH` rows.
+        With an fp32 residual stream (and `torch.use_deterministic_algorithms` off) that kernel also sums x_proj,
+        and a second one (`kernels.mamba1_state_step_out_proj`) steps the states and adds out_proj straight into
+        the stream: two launches per layer, and `out` is then zeros."""
         fused = (isinstance(norm, RMSNorm) and self.kernel_backend in FUSED_FRONT_BACKENDS
                  and hidden.shape[0] <= FUSED_FRONT_MAX_BATCH)
         if not fused:
             normed, residual = add_rms_norm(hidden, residual, norm, residual_in_fp32, self.kernel_backend)
             return self.step(normed, cache), residual
+        residual_dtype = residual_stream_dtype(hidden, residual, residual_in_fp32)
+        buffers = cache.fused_step
+        two_kernels = (buffers is not None and residual_dtype == torch.float32
+                       and buffers.x_proj_sums.shape[0] == hidden.shape[0]
+                       and not torch.are_deterministic_algorithms_enabled())
         xz, residual = add_norm_in_proj_conv(
-            hidden[:, 0], None if residual is None else residual[:, 0], norm.weight, norm.eps,
-            residual_stream_dtype(hidden, residual, residual_in_fp32),
+            hidden[:, 0], None if residual is None else residual[:, 0], norm.weight, norm.eps, residual_dtype,
             self.in_proj.weight, self.in_proj.bias, cache.conv_state, self.conv1d.weight.squeeze(1),
-            self.conv1d.bias, backend=self.kernel_backend,
+            self.conv1d.bias, *((self.x_proj.weight, buffers.x_proj_sums) if two_kernels else ()),
+            backend=self.kernel_backend,
         )
+        if two_kernels:
+            mamba1_state_step_out_proj(
+                cache.ssm_state, xz, buffers.x_proj_sums, buffers.arrivals, self.dt_proj.weight, self.dt_proj.bias,
+                self.A_log, self.D, self.out_proj.weight, self.out_proj.bias, residual, backend=self.kernel_backend)
+            return buffers.zero_output, residual.unsqueeze(1)
         x, z = xz.chunk(2, dim=-1)  # (b, d_inner) each
         return self._state_step(x, z, cache), residual.unsqueeze(1)
 

@@ -22,6 +22,7 @@ CASES = {
     "mamba1_params_low_rank_dt": ("mamba1_params", dict(d_inner=40, d_state=16, dt_rank=6)),
     "mamba1_params_groups_strided": ("mamba1_params", dict(d_inner=24, d_state=5, groups=3, dt_rank=3,
                                                            strided=True, with_D=False)),
+    "mamba1_params_dt_gemm_batch": ("mamba1_params", dict(batch=20, d_inner=24, d_state=5, groups=3, dt_rank=3)),
     "front_residual_biases": ("front", dict(d_model=40, d_inner=72, width=4)),
     "front_first_layer_width3": ("front", dict(batch=1, d_model=136, d_inner=48, width=3, with_residual=False,
                                                 with_bias=False)),
@@ -29,9 +30,16 @@ CASES = {
                                                          residual_dtype=torch.float16)),
     "front_three_rows_masked": ("front", dict(d_model=40, d_inner=21, width=4)),
     "front_one_row_small_tiles": ("front", dict(batch=1, d_model=72, d_inner=24, width=4)),
+    "front_x_proj": ("front", dict(d_model=40, d_inner=72, width=4, x_proj_width=12)),
+    "front_x_proj_straddling_tiles": ("front", dict(batch=1, d_model=72, d_inner=24, width=4, x_proj_width=9)),
+    "back_biases": ("back", dict(d_inner=40, d_state=16, dt_rank=6, d_model=24)),
+    "back_one_row_odd_state_small_tiles": ("back", dict(batch=1, d_inner=24, d_state=5, dt_rank=3, d_model=40,
+                                                        with_D=False, with_bias=False)),
 }
-# case -> FrontTiling.parse text, for cases that test a tiling other than the default
-FRONT_TILINGS = {"front_three_rows_masked": "8,16,4,2", "front_one_row_small_tiles": "16,32,4,2"}
+# case -> tiling text (FrontTiling / BackTiling.parse), for cases that test a tiling other than the default
+TILINGS = {"front_three_rows_masked": "8,16,4,2", "front_one_row_small_tiles": "16,32,4,2",
+           "front_x_proj_straddling_tiles": "16,32,4,2", "back_one_row_odd_state_small_tiles": "8,16,8,2",
+           "back_biases": "16,8,4,4"}
 
 
 def step_inputs(layout: str, generator: torch.Generator, batch: int = 3, d_inner: int = 16, d_state: int = 8,
@@ -39,22 +47,36 @@ def step_inputs(layout: str, generator: torch.Generator, batch: int = 3, d_inner
                 with_bias: bool = True, softplus: bool = True, D_has_hdim: bool = False,
                 dt_limit: tuple[float, float] = (0.0, math.inf), strided: bool = False, width: int = 4,
                 dt_rank: int = 4, d_model: int = 16, with_residual: bool = True,
-                residual_dtype: torch.dtype = torch.float32) -> dict:
+                residual_dtype: torch.dtype = torch.float32, x_proj_width: int = 0) -> dict:
     """Keyword arguments of one step (fp32; `strided` makes x a non-contiguous view, as after a split). Layout
     "conv": a causal-conv step over `d_inner` channels of `width` taps, SiLU when `softplus`, bias when `with_bias`
     (`strided` also makes the conv state a view of a wider buffer). Layout "mamba1_params": a Mamba-1 step from the
     mixer's parameters (low-rank dt of `dt_rank`, A_log). Layout "front": residual add + RMSNorm + in_proj + conv
-    step of a `d_model` block (biases when `with_bias`, the residual stream stored in `residual_dtype`)."""
+    step of a `d_model` block (biases when `with_bias`, the residual stream stored in `residual_dtype`), summing
+    x_proj into zeroed fp32 sums of `x_proj_width` when nonzero. Layout "back": the state step from x_proj sums and
+    out_proj added into an fp32 residual stream (dt_bias, D and out_proj's bias when `with_bias` / `with_D`)."""
     def randn(*shape: int) -> torch.Tensor:
         return torch.randn(*shape, generator=generator)
 
     if layout == "front":
-        return dict(hidden=randn(batch, d_model), residual=randn(batch, d_model) if with_residual else None,
-                    norm_weight=randn(d_model) * 0.3 + 1.0, eps=1e-5, residual_dtype=residual_dtype,
-                    proj_weight=randn(2 * d_inner, d_model) * d_model**-0.5,
-                    proj_bias=randn(2 * d_inner) if with_bias else None,
-                    conv_state=randn(batch, d_inner, width - 1), conv_weight=randn(d_inner, width) * 0.5,
-                    conv_bias=randn(d_inner) if with_bias else None)
+        inputs = dict(hidden=randn(batch, d_model), residual=randn(batch, d_model) if with_residual else None,
+                      norm_weight=randn(d_model) * 0.3 + 1.0, eps=1e-5, residual_dtype=residual_dtype,
+                      proj_weight=randn(2 * d_inner, d_model) * d_model**-0.5,
+                      proj_bias=randn(2 * d_inner) if with_bias else None,
+                      conv_state=randn(batch, d_inner, width - 1), conv_weight=randn(d_inner, width) * 0.5,
+                      conv_bias=randn(d_inner) if with_bias else None)
+        if x_proj_width:
+            inputs.update(x_proj_weight=randn(x_proj_width, d_inner) * d_inner**-0.5,
+                          x_proj_sums=torch.zeros(batch, x_proj_width))
+        return inputs
+    if layout == "back":
+        return dict(state=randn(batch, d_inner, d_state), xz=randn(batch, 2 * d_inner),
+                    x_proj_sums=randn(batch, dt_rank + 2 * d_state), arrivals=torch.zeros(batch, 1 + d_inner, dtype=torch.int32),
+                    dt_proj_weight=randn(d_inner, dt_rank) * dt_rank**-0.5,
+                    dt_bias=randn(d_inner) - 1.0 if with_bias else None,
+                    A_log=torch.log(torch.rand(d_inner, d_state, generator=generator) * 4 + 0.2),
+                    D=randn(d_inner) if with_D else None, out_proj_weight=randn(d_model, d_inner) * d_inner**-0.5,
+                    out_proj_bias=randn(d_model) if with_bias else None, residual=randn(batch, d_model))
     if layout == "mamba1_params":
         inputs = step_inputs("mamba1", generator, batch=batch, d_inner=d_inner, d_state=d_state, groups=groups,
                              with_D=with_D, with_z=with_z, strided=strided)

@@ -19,31 +19,34 @@ def _model(kind: str, seed: int = 0, **overrides) -> MambaLM:
     return perturb_(MambaLM(tiny_lm_config(kind, **overrides)), seed=seed).eval()
 
 
+@pytest.mark.parametrize("batch", [1, 2])  # batch 1: Mamba-1's fused front and back (FUSED_FRONT_MAX_BATCH)
 @pytest.mark.parametrize("kind", KINDS)
-def test_recurrent_steps_match_full_forward(kind: str) -> None:
+def test_recurrent_steps_match_full_forward(kind: str, batch: int) -> None:
     model = _model(kind)
-    input_ids = torch.randint(0, VOCAB_SIZE, (2, 10))
+    input_ids = torch.randint(0, VOCAB_SIZE, (batch, 10))
     with torch.no_grad():
         full = model(input_ids)
-        cache = model.allocate_cache(2)
+        cache = model.allocate_cache(batch)
         stepped = torch.cat([model.step(input_ids[:, t:t + 1], cache) for t in range(10)], dim=1)
-    assert full.shape == (2, 10, 64)
+    assert full.shape == (batch, 10, 64)
     assert cache.seqlen_offset == 10
     torch.testing.assert_close(stepped, full, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("batch", [1, 3])
 @pytest.mark.parametrize("kind", ["mamba1", "mamba2"])
-def test_recurrent_steps_on_cuda_match_the_fp64_forward(kind: str) -> None:
-    """The CUDA decoding step (for Mamba-1 the fused add + norm + in_proj + conv kernel and the state step with dt's
-    projection inside), fp32, against the full forward of the same model in fp64 on the CPU."""
+def test_recurrent_steps_on_cuda_match_the_fp64_forward(kind: str, batch: int) -> None:
+    """The CUDA decoding step (for Mamba-1 at batch 1 the fused front, summing x_proj, and the fused back, adding
+    out_proj into the residual stream; at batch 3 the state step with dt's projection inside), fp32, against the
+    full forward of the same model in fp64 on the CPU."""
     model = _model(kind, seed=2)
-    input_ids = torch.randint(0, VOCAB_SIZE, (3, 10))
+    input_ids = torch.randint(0, VOCAB_SIZE, (batch, 10))
     with torch.no_grad():
         full = model.double()(input_ids)
         model = model.float().cuda()
-        cache = model.allocate_cache(3)
+        cache = model.allocate_cache(batch)
         stepped = torch.cat([model.step(input_ids[:, t:t + 1].cuda(), cache) for t in range(10)], dim=1)
     torch.testing.assert_close(stepped.double().cpu(), full, rtol=1e-4, atol=1e-4)
 
