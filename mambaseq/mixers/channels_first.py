@@ -26,3 +26,15 @@ def channels_first_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
     if bias is not None:
         out = out + bias.to(out.dtype)[:, None]
     return out
+
+
+def channels_first_to_last_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
+                                  ) -> torch.Tensor:
+    """`x[i]^T @ weight^T (+ bias)` for each sequence: x (b, in, L) with any strides, weight (out, in), bias (out,)
+    -> (b, L, out), contiguous: the layout the next block's norm reads. For inference: its backward would hand the
+    scan a gradient with unit stride along channels, not L."""
+    weight = _compute_weight(weight, x)
+    out = torch.bmm(x.to(weight.dtype).transpose(1, 2), weight.t().expand(x.shape[0], *weight.t().shape))
+    if bias is not None:
+        out = out + bias.to(out.dtype)
+    return out

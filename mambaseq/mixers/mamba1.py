@@ -19,7 +19,7 @@ from mambaseq.kernels import (
     residual_stream_dtype,
     selective_scan,
 )
-from mambaseq.mixers.channels_first import channels_first_linear
+from mambaseq.mixers.channels_first import channels_first_linear, channels_first_to_last_linear
 from mambaseq.norm import RMSNorm, add_rms_norm
 from mambaseq.precision import at_least_fp32
 
@@ -123,7 +123,10 @@ class Mamba1Mixer(nn.Module):
             return_final_state=return_final_states, backend=self.kernel_backend,
         )
         y, ssm_final = scan_out if return_final_states else (scan_out, None)
-        out = channels_first_linear(y, self.out_proj.weight, self.out_proj.bias).transpose(1, 2)
+        if torch.is_grad_enabled():  # a channels-first GEMM hands the scan's backward a channels-first gradient
+            out = channels_first_linear(y, self.out_proj.weight, self.out_proj.bias).transpose(1, 2)
+        else:  # a (b, L, d_model) output the next norm reads without a transposing copy (1 ms a layer at b64 L2048)
+            out = channels_first_to_last_linear(y, self.out_proj.weight, self.out_proj.bias)
         return out, ((conv_final, ssm_final) if return_final_states else None)
 
     def _scan_inputs(
