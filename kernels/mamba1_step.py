@@ -30,8 +30,8 @@ def add_norm_in_proj_conv(
     weight's dtype, `[x, z] = in_proj(normed)`, then one SiLU causal-conv step on x (conv_state shifted in place).
     hidden, residual: (batch, d_model); proj_weight: (2 * d_inner, d_model); conv_state: (batch, d_inner,
     width - 1); conv_weight: (d_inner, width). Returns `(xz: (batch, 2 * d_inner) in hidden's dtype, residual_out)`.
-    With `x_proj_weight: (width_x, d_inner)`, also adds `x_proj(x)` into `x_proj_sums: (batch, width_x)` (fp32,
-    fp64 for an fp64 reference) for `mamba1_state_step_out_proj`."""
+    With `x_proj_weight: (width_x, d_inner)`, also adds `x_proj(x)` (in x's dtype, as the unfused Linear) into
+    `x_proj_sums: (batch, width_x)` (fp32, fp64 for an fp64 reference) for `mamba1_state_step_out_proj`."""
     stream = (hidden if residual is None else residual + hidden).to(residual_dtype)
     dtype = compute_dtype(hidden)
     stream_compute = stream.to(dtype)
@@ -39,7 +39,7 @@ def add_norm_in_proj_conv(
     x, z = F.linear(normed.to(proj_weight.dtype), proj_weight, proj_bias).to(hidden.dtype).chunk(2, dim=-1)
     x = causal_conv1d_update(x, conv_state, conv_weight, conv_bias, "silu")
     if x_proj_sums is not None:
-        x_proj_sums += F.linear(x.to(x_proj_sums.dtype), x_proj_weight.to(x_proj_sums.dtype))
+        x_proj_sums += F.linear(x, x_proj_weight.to(x.dtype)).to(x_proj_sums.dtype)
     return torch.cat([x, z], dim=-1), stream
 
 
@@ -83,14 +83,14 @@ def mamba1_state_step_out_proj(
     residual: torch.Tensor,
 ) -> None:
     """The back of a step: `[dt_low, B, C] = x_proj_sums` (rounded to xz's dtype, as x_proj's output), the state
-    step on `[x, z] = xz`, then `residual += out_proj(y)` in the residual's dtype; x_proj_sums is zeroed for the next
-    step. state: (batch, d_inner, d_state) updated in place; xz: (batch, 2 * d_inner); x_proj_sums: (batch, dt_rank
+    step on `[x, z] = xz`, then `residual += out_proj(y)` (the product in y's dtype, as the unfused Linear, where
+    the Triton kernel adds fp32 sums); x_proj_sums is zeroed for the next step. state: (batch, d_inner, d_state) updated in place; xz: (batch, 2 * d_inner); x_proj_sums: (batch, dt_rank
     + 2 * d_state); `arrivals` is the Triton kernel's counter (untouched here); out_proj_weight: (d_model, d_inner);
     residual: (batch, d_model), updated in place."""
     d_state = state.shape[-1]
     x, z = xz.chunk(2, dim=-1)
     dt_low, B, C = x_proj_sums.to(xz.dtype).split([dt_proj_weight.shape[1], d_state, d_state], dim=-1)
     y = mamba1_state_step(state, x, dt_low, dt_proj_weight, A_log, B, C, D, z, dt_bias)
-    bias = None if out_proj_bias is None else out_proj_bias.to(residual.dtype)
-    residual += F.linear(y.to(residual.dtype), out_proj_weight.to(residual.dtype), bias)
+    bias = None if out_proj_bias is None else out_proj_bias.to(y.dtype)
+    residual += F.linear(y, out_proj_weight.to(y.dtype), bias).to(residual.dtype)
     x_proj_sums.zero_()
