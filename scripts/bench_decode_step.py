@@ -4,7 +4,8 @@ step + out_proj added into the fp32 residual stream) under several tilings of ea
 layers of distinct weights and states so the weights stream from HBM, not L2; times are per layer, from CUDA graphs
 (`triton.testing.do_bench_cudagraph`); GB/s counts the weights of in_proj, x_proj, dt_proj and out_proj.
 A second table times the state step alone by batch: dt projected inside our kernel vs a cuBLAS GEMM first
-(`state_update.DT_IN_KERNEL_MAX_BATCH` picks between them) vs mamba-ssm's step (GEMM, -exp(A_log), its kernel).
+(`DT_IN_KERNEL_MAX_BATCH` in `triton/state_update.py` picks between them) vs mamba-ssm's step (GEMM,
+-exp(A_log), its kernel).
 
     python scripts/bench_decode_step.py                                   # 1.4B widths, default tilings
     python scripts/bench_decode_step.py --back-tilings 32,256,64,4 16,512,128,4 --front-tilings 8,512,4,3
@@ -18,14 +19,13 @@ import torch
 import torch.nn.functional as F
 from triton.testing import do_bench_cudagraph
 
-import mambaseq.kernels.triton.state_update as state_update
 from mambaseq.kernels.triton.norm_in_proj_conv import DEFAULT_FRONT_TILING, FrontTiling, add_norm_in_proj_conv_triton
 from mambaseq.kernels.triton.state_step_out_proj import (
     DEFAULT_BACK_TILING,
     BackTiling,
     mamba1_state_step_out_proj_triton,
 )
-from mambaseq.kernels.triton.state_update import DT_IN_KERNEL_MAX_BATCH, mamba1_state_step_triton
+from mambaseq.kernels.triton.state_update import mamba1_state_step_triton
 
 DEFAULT_BACK_TILINGS = ["32,256,64,4", "32,256,128,4", "64,256,64,4", "64,128,32,4"]
 
@@ -104,10 +104,10 @@ def state_step_table(layers: list[dict], batches: list[int]) -> None:
                        B=torch.randn(batch, d_state, device="cuda").to(dtype),
                        C=torch.randn(batch, d_state, device="cuda").to(dtype)) for _ in layers]
 
-        def ours() -> None:
+        def ours(dt_in_kernel: bool) -> None:
             for layer, step in zip(layers, inputs):
                 mamba1_state_step_triton(step["state"], step["x"], step["dt_low"], layer["dt_proj"], layer["A_log"],
-                                         step["B"], step["C"], layer["D"], step["z"], layer["dt_bias"])
+                                         step["B"], step["C"], layer["D"], step["z"], layer["dt_bias"], dt_in_kernel)
 
         def theirs() -> None:
             for layer, step in zip(layers, inputs):
@@ -116,11 +116,8 @@ def state_step_table(layers: list[dict], batches: list[int]) -> None:
                                        step["C"], D=layer["D"], z=step["z"], dt_bias=layer["dt_bias"],
                                        dt_softplus=True)
 
-        times = []
-        for threshold in (batch, batch - 1):  # DT_IN_KERNEL_MAX_BATCH at or below the batch: in kernel, or GEMM
-            state_update.DT_IN_KERNEL_MAX_BATCH = threshold
-            times.append(f"{1e3 * do_bench_cudagraph(ours, rep=50) / len(layers):>17.2f}")
-        state_update.DT_IN_KERNEL_MAX_BATCH = DT_IN_KERNEL_MAX_BATCH
+        times = [f"{1e3 * do_bench_cudagraph(lambda: ours(in_kernel), rep=50) / len(layers):>17.2f}"
+                 for in_kernel in (True, False)]
         mamba_ssm = (f"{1e3 * do_bench_cudagraph(theirs, rep=50) / len(layers):>15.2f}" if has_mamba_ssm
                      else f"{'-':>15}")
         print(f"{batch:>5} {times[0]} {times[1]} {mamba_ssm}")

@@ -175,12 +175,16 @@ def mamba1_state_step_triton(
     D: torch.Tensor | None = None,
     z: torch.Tensor | None = None,
     dt_bias: torch.Tensor | None = None,
+    dt_in_kernel: bool | None = None,
 ) -> torch.Tensor:
     """One Mamba-1 step from the mixer's own parameters; contract of `mamba1_step.mamba1_state_step` (`A =
-    -exp(A_log)` computed in the kernel, and up to DT_IN_KERNEL_MAX_BATCH rows the dt projection too: three launches
-    fewer per layer and token than the PyTorch composition; above it, dt is a cuBLAS GEMM first)."""
+    -exp(A_log)` computed in the kernel, and with `dt_in_kernel` the dt projection too: three launches fewer per
+    layer and token than the PyTorch composition; without, dt is a cuBLAS GEMM first). `dt_in_kernel` None: up to
+    DT_IN_KERNEL_MAX_BATCH rows."""
     B, C, heads = _grouped_step_inputs(x, B, C)
-    if x.shape[0] > DT_IN_KERNEL_MAX_BATCH:
+    if dt_in_kernel is None:
+        dt_in_kernel = x.shape[0] <= DT_IN_KERNEL_MAX_BATCH
+    if not dt_in_kernel:
         dt, dt_weight = (dt_low @ dt_proj_weight.to(dt_low.dtype).t()).unflatten(1, heads), None
     else:
         dt, dt_weight = dt_low, dt_proj_weight.unflatten(0, heads)
