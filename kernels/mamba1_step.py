@@ -64,9 +64,15 @@ def mamba1_state_step(
 
 def dt_and_A(dt_low: torch.Tensor, dt_proj_weight: torch.Tensor, A_log: torch.Tensor
              ) -> tuple[torch.Tensor, torch.Tensor]:
-    """`selective_state_update`'s dt (before bias and softplus) and A from the mixer's parameters: `dt = dt_low @
-    dt_proj_weight^T` in dt_low's dtype, (batch, d_inner); `A = -exp(A_log)` in fp32 (fp64), (d_inner, d_state)."""
-    return dt_low @ dt_proj_weight.to(dt_low.dtype).t(), -torch.exp(A_log.to(compute_dtype(A_log)))
+    """`selective_state_update`'s dt (before bias and softplus) and A from the mixer's parameters: `low_rank_dt`,
+    (batch, d_inner); `A = -exp(A_log)` in fp32 (fp64), (d_inner, d_state)."""
+    return low_rank_dt(dt_low, dt_proj_weight), -torch.exp(A_log.to(compute_dtype(A_log)))
+
+
+def low_rank_dt(dt_low: torch.Tensor, dt_proj_weight: torch.Tensor) -> torch.Tensor:
+    """`dt = dt_low @ dt_proj_weight^T` in dt_low's dtype, as the mixer's Linear: dt_low (batch, dt_rank),
+    dt_proj_weight (d_inner, dt_rank) -> (batch, d_inner), before bias and softplus."""
+    return dt_low @ dt_proj_weight.to(dt_low.dtype).t()
 
 
 def mamba1_state_step_out_proj(
@@ -84,9 +90,10 @@ def mamba1_state_step_out_proj(
 ) -> None:
     """The back of a step: `[dt_low, B, C] = x_proj_sums` (rounded to xz's dtype, as x_proj's output), the state
     step on `[x, z] = xz`, then `residual += out_proj(y)` (the product in y's dtype, as the unfused Linear, where
-    the Triton kernel adds fp32 sums); x_proj_sums is zeroed for the next step. state: (batch, d_inner, d_state) updated in place; xz: (batch, 2 * d_inner); x_proj_sums: (batch, dt_rank
-    + 2 * d_state); `arrivals` is the Triton kernel's counter (untouched here); out_proj_weight: (d_model, d_inner);
-    residual: (batch, d_model), updated in place."""
+    the Triton kernel adds fp32 sums); x_proj_sums is zeroed for the next step. state: (batch, d_inner, d_state)
+    updated in place; xz: (batch, 2 * d_inner); x_proj_sums: (batch, dt_rank + 2 * d_state); `arrivals` holds the
+    Triton kernel's counters (untouched here); out_proj_weight: (d_model, d_inner); residual: (batch, d_model),
+    updated in place."""
     d_state = state.shape[-1]
     x, z = xz.chunk(2, dim=-1)
     dt_low, B, C = x_proj_sums.to(xz.dtype).split([dt_proj_weight.shape[1], d_state, d_state], dim=-1)

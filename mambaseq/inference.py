@@ -16,8 +16,8 @@ class FusedStepBuffers:
     `kernels.mamba1_state_step_out_proj` adding out_proj into the residual stream); zero between steps.
 
     x_proj_sums: (batch, dt_rank + 2 * d_state) fp32; arrivals: (batch, 1 + d_inner) int32, the back kernel's
-    arrival counters;
-    zero_output: (batch, 1, d_model) zeros, the mixer's output once out_proj is in the residual stream.
+    arrival counters; zero_output: (batch, 1, d_model) zeros, the mixer's output once out_proj is in the residual
+    stream.
     """
 
     x_proj_sums: torch.Tensor

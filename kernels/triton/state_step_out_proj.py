@@ -27,7 +27,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .state_update import SOFTPLUS_LINEAR_ABOVE
+from .state_update import step_softplus
 from .tiling import KernelTiling
 
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -86,7 +86,7 @@ def state_step_out_proj_kernel(
     dt = tl.sum(dt_weight * dt_low[None, :], axis=1).to(dtype).to(tl.float32)
     if HAS_DT_BIAS:
         dt += tl.load(dt_bias_ptr + channels, mask=channel_mask, other=0.0).to(tl.float32)
-    dt = tl.where(dt <= SOFTPLUS_LINEAR_ABOVE, tl.log(1.0 + tl.exp(dt)), dt)
+    dt = step_softplus(dt)
     tile_mask = channel_mask[:, None] & state_mask[None, :]
     A = -tl.exp(tl.load(A_log_ptr + channels[:, None] * stride_A_c + states[None, :] * stride_A_n, mask=tile_mask,
                         other=0.0).to(tl.float32))

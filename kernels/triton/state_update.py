@@ -15,6 +15,8 @@ import torch
 import triton
 import triton.language as tl
 
+from ..mamba1_step import low_rank_dt
+
 SOFTPLUS_LINEAR_ABOVE = tl.constexpr(20.0)  # softplus(x) == x in fp32 beyond this; constexpr: read in the kernel
 TILE_ELEMENTS = 512  # state elements per program: d_inner 4096 x d_state 16 at batch 1 is 128 programs
 # Mamba-1's dt projection runs inside the step kernel up to this batch; above it, each of the batch x d_inner /
@@ -22,6 +24,12 @@ TILE_ELEMENTS = 512  # state elements per program: d_inner 4096 x d_state 16 at 
 # 1.4B widths, fp16, H100, us per layer (scripts/bench_decode_step.py): in kernel 8.74 vs GEMM first 9.58 at batch
 # 16, 24.43 vs 18.64 at batch 64 (mamba-ssm's step: 12.46 and 21.65)
 DT_IN_KERNEL_MAX_BATCH = 16
+
+
+@triton.jit
+def step_softplus(dt):
+    """softplus of the step kernels' dt in fp32 (linear above SOFTPLUS_LINEAR_ABOVE, where it equals x)."""
+    return tl.where(dt <= SOFTPLUS_LINEAR_ABOVE, tl.log(1.0 + tl.exp(dt)), dt)
 
 
 @triton.jit
@@ -68,7 +76,7 @@ def state_update_kernel(
         dt += tl.load(dt_bias_ptr + head * stride_dt_bias_h + channels * stride_dt_bias_p, mask=channel_mask,
                       other=0.0).to(tl.float32)
     if DT_SOFTPLUS:
-        dt = tl.where(dt <= SOFTPLUS_LINEAR_ABOVE, tl.log(1.0 + tl.exp(dt)), dt)
+        dt = step_softplus(dt)
     if HAS_DT_LIMIT:
         dt = tl.minimum(tl.maximum(dt, dt_low), dt_high)
     A = tl.load(A_ptr + head * stride_A_h + channels[:, None] * stride_A_p + states[None, :] * stride_A_n,
@@ -185,7 +193,7 @@ def mamba1_state_step_triton(
     if dt_in_kernel is None:
         dt_in_kernel = x.shape[0] <= DT_IN_KERNEL_MAX_BATCH
     if not dt_in_kernel:
-        dt, dt_weight = (dt_low @ dt_proj_weight.to(dt_low.dtype).t()).unflatten(1, heads), None
+        dt, dt_weight = low_rank_dt(dt_low, dt_proj_weight).unflatten(1, heads), None
     else:
         dt, dt_weight = dt_low, dt_proj_weight.unflatten(0, heads)
     out = _launch(state.unflatten(1, heads), x.unflatten(1, heads), dt, A_log.unflatten(0, heads), B, C,
