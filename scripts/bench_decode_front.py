@@ -5,7 +5,7 @@ and states, as a model's layers) so the weights stream from HBM, not L2; times a
 (`triton.testing.do_bench_cudagraph`), so Python's launch overhead is not counted; GB/s counts in_proj's weight.
 
     python scripts/bench_decode_front.py                                   # 1.4B shape, batch 1, 2, 4, 16
-    python scripts/bench_decode_front.py --batch 1 --tilings 8,512,4,3 16,256,4,3
+    python scripts/bench_decode_front.py --batch 1 --tilings 8,1024,4 4,1024,4
 """
 from __future__ import annotations
 
@@ -19,25 +19,23 @@ from mambaseq.kernels import causal_conv1d_update
 from mambaseq.kernels.triton import add_rms_norm_triton
 from mambaseq.kernels.triton.norm_in_proj_conv import (
     DEFAULT_FRONT_TILING,
-    MAX_ROWS,
     FrontTiling,
     add_norm_in_proj_conv_triton,
 )
 
-DEFAULT_TILINGS = ["4,512,4,3", "4,1024,4,3", "8,256,2,3", "8,512,4,2", "8,512,4,4", "8,1024,8,3", "16,512,8,3",
-                   "8,512,8,3"]
+DEFAULT_TILINGS = ["8,512,4", "4,1024,4", "8,2048,8", "4,2048,8", "16,1024,8"]
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch", default="1,2,4", help=f"comma-separated batch sizes ({MAX_ROWS} rows per program)")
+    parser.add_argument("--batch", default="1,2,4", help="comma-separated batch sizes (one row per program)")
     parser.add_argument("--d-model", type=int, default=2048)
     parser.add_argument("--d-inner", type=int, default=4096)
     parser.add_argument("--width", type=int, default=4)
     parser.add_argument("--layers", type=int, default=8, help="copies run per call (8 x 32 MB > H100's 50 MB L2)")
     parser.add_argument("--dtype", default="float16", choices=["float16", "bfloat16", "float32"])
     parser.add_argument("--tilings", nargs="*", default=DEFAULT_TILINGS,
-                        help="FrontTiling texts BLOCK_N,BLOCK_K,WARPS,STAGES")
+                        help="FrontTiling texts BLOCK_N,BLOCK_K,WARPS")
     return parser.parse_args()
 
 

@@ -8,7 +8,7 @@ A second table times the state step alone by batch: dt projected inside our kern
 -exp(A_log), its kernel).
 
     python scripts/bench_decode_step.py                                   # 1.4B widths, default tilings
-    python scripts/bench_decode_step.py --back-tilings 32,256,64,4 16,512,128,4 --front-tilings 8,512,4,3
+    python scripts/bench_decode_step.py --back-tilings 32,256,4 64,128,4 --front-tilings 8,1024,4 4,1024,4
 """
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ from mambaseq.kernels.triton.state_step_out_proj import (
 )
 from mambaseq.kernels.triton.state_update import mamba1_state_step_triton
 
-DEFAULT_BACK_TILINGS = ["32,256,64,4", "32,256,128,4", "64,256,64,4", "64,128,32,4"]
+DEFAULT_FRONT_TILINGS = ["8,512,4", "4,1024,4", "8,2048,8", "4,2048,8", "16,1024,8"]
+DEFAULT_BACK_TILINGS = ["32,256,4", "64,128,4", "64,256,8", "32,512,4", "32,512,8", "16,512,4"]
 
 
 def parse_args() -> argparse.Namespace:
@@ -36,9 +37,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--d-state", type=int, default=16)
     parser.add_argument("--layers", type=int, default=16, help="layers run per call (16 x 52 MB of weights)")
     parser.add_argument("--dtype", default="float16", choices=["float16", "bfloat16", "float32"])
-    parser.add_argument("--front-tilings", nargs="*", default=[], help="FrontTiling texts BLOCK_N,BLOCK_K,WARPS,STAGES")
+    parser.add_argument("--front-tilings", nargs="*", default=DEFAULT_FRONT_TILINGS,
+                        help="FrontTiling texts BLOCK_N,BLOCK_K,WARPS")
     parser.add_argument("--back-tilings", nargs="*", default=DEFAULT_BACK_TILINGS,
-                        help="BackTiling texts BLOCK_C,OUT_PER_PROGRAM,BLOCK_O,WARPS")
+                        help="BackTiling texts BLOCK_C,OUT_PER_PROGRAM,WARPS")
     parser.add_argument("--state-batches", default="1,4,8,16,64", help="batch sizes of the state-step table")
     return parser.parse_args()
 
@@ -80,11 +82,14 @@ def four_launch_step(layer: dict, front_tiling: FrontTiling) -> None:
     F.linear(y, layer["out_proj"])
 
 
-def two_kernel_step(layer: dict, front_tiling: FrontTiling, back_tiling: BackTiling) -> None:
-    xz, residual = front(layer, front_tiling, sums_x_proj=True)
+def back(layer: dict, xz: torch.Tensor, residual: torch.Tensor, tiling: BackTiling) -> None:
     mamba1_state_step_out_proj_triton(layer["state"], xz, layer["x_proj_sums"], layer["arrivals"], layer["dt_proj"],
                                       layer["dt_bias"], layer["A_log"], layer["D"], layer["out_proj"], None, residual,
-                                      tiling=back_tiling)
+                                      tiling=tiling)
+
+
+def two_kernel_step(layer: dict, front_tiling: FrontTiling, back_tiling: BackTiling) -> None:
+    back(layer, *front(layer, front_tiling, sums_x_proj=True), back_tiling)
 
 
 def state_step_table(layers: list[dict], batches: list[int]) -> None:
@@ -132,13 +137,19 @@ def main() -> None:
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, {args.dtype}, d_model {args.d_model}, batch 1;"
           f" us per layer (CUDA graph of {args.layers} layers), GB/s of the layer's weights "
           f"({weight_bytes / 1e6:.1f} MB)")
-    front_tilings = [DEFAULT_FRONT_TILING] + [FrontTiling.parse(text) for text in args.front_tilings]
-    back_tilings = [DEFAULT_BACK_TILING] + [BackTiling.parse(text) for text in args.back_tilings]
-    rows = {}
-    for front_tiling in dict.fromkeys(front_tilings):
-        rows[f"four launches, front {front_tiling}"] = (
-            lambda ft=front_tiling: [four_launch_step(layer, ft) for layer in layers])
-        for back_tiling in dict.fromkeys(back_tilings):
+    front_tilings = dict.fromkeys([DEFAULT_FRONT_TILING] + [FrontTiling.parse(text) for text in args.front_tilings])
+    back_tilings = dict.fromkeys([DEFAULT_BACK_TILING] + [BackTiling.parse(text) for text in args.back_tilings])
+    for layer in layers:  # the back's inputs, for timing it alone
+        layer["xz"], layer["residual_out"] = front(layer, DEFAULT_FRONT_TILING, sums_x_proj=True)
+    rows = {f"four launches, front {DEFAULT_FRONT_TILING}":
+            lambda: [four_launch_step(layer, DEFAULT_FRONT_TILING) for layer in layers]}
+    for front_tiling in front_tilings:
+        rows[f"front alone {front_tiling}"] = lambda ft=front_tiling: [front(layer, ft, True) for layer in layers]
+    for back_tiling in back_tilings:
+        rows[f"back alone {back_tiling}"] = lambda bt=back_tiling: [back(layer, layer["xz"], layer["residual_out"], bt)
+                                                                    for layer in layers]
+    for front_tiling in front_tilings:
+        for back_tiling in back_tilings:
             rows[f"two kernels, front {front_tiling}, back {back_tiling}"] = (
                 lambda ft=front_tiling, bt=back_tiling: [two_kernel_step(layer, ft, bt) for layer in layers])
     print(f"{'implementation':<56} {'us':>8} {'GB/s':>7}")

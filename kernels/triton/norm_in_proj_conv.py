@@ -1,19 +1,23 @@
 """The front of a Mamba-1 decoding step in one Triton kernel: residual add + RMSNorm of the block, the mixer's
 in_proj, and the depthwise causal-conv step + SiLU on its x half. Unfused, these are three launches with two
-round trips through global memory (the fused norm, a cuBLAS GEMV, the conv step). Measured per call at d_model 2048,
-d_inner 4096 fp16 (H200, weights from HBM): 15.8 us fused vs 16.4 us unfused at batch 1, but 23.6 vs 16.2 us at
-batch 2 (cuBLAS streams the weight at 3.1 TB/s, this kernel at 2.1), so the mixer uses it for batch 1 only.
+round trips through global memory (the fused norm, a cuBLAS GEMV, the conv step). At batch 1 (d_model 2048,
+d_inner 4096 fp16, weights from HBM, H100) it takes 17.8 us a call, x_proj's sums included. From batch 2 on, cuBLAS
+streams the weight once for all rows, where this kernel's programs each hold one row, so the mixer uses it for
+batch 1 only.
 
-Programs: (blocks of `BLOCK_N` in_proj output features, blocks of up to `MAX_ROWS` batch rows); the tiling is a
-`FrontTiling`. The product is a broadcast multiply-sum: a GEMV streams the weight once, and tl.dot's 16-row minimum
-would spend registers on empty rows (a tl.dot variant measured 37-60 us per call on H200, this one 16 us at batch 1;
-BENCHMARKS.md). Each program computes the residual stream `hidden (+ residual)` of its rows itself (they are
-`d_model` long: cheap next to its `BLOCK_N x d_model` slice of the weight) in the same pass over d_model as the
-product: it multiplies `stream * norm_weight` by its weight slice and accumulates the mean square beside it, then
-scales by the RMS (`in_proj(stream * rstd * g) = rstd * in_proj(stream * g)`), so no pass over the stream delays
-the weight loads. An output feature below `d_inner` is a conv channel: the program owns that channel's conv-state
+Programs: (blocks of `BLOCK_N` in_proj output features, batch rows); the tiling is a `FrontTiling`. The product is
+a broadcast multiply-sum: a GEMV streams the weight once, and tl.dot's 16-row minimum would spend registers on empty
+rows (a tl.dot variant measured 37-60 us per call on H200; BENCHMARKS.md). Each program computes its row's residual
+stream `hidden (+ residual)` itself (`d_model` long: cheap next to its `BLOCK_N x d_model` slice of the weight) in
+the same pass over d_model as the product: it multiplies `stream * norm_weight` by its weight slice and accumulates
+the mean square beside it, then scales by the RMS (`in_proj(stream * rstd * g) = rstd * in_proj(stream * g)`), so
+no pass over the stream delays the weight loads. That pass is unrolled and keeps elementwise accumulators, reduced
+once after it, with no store inside: every weight load of the program is in flight at once. (A rolled loop that
+reduced each step went through shared memory and barriers between steps, so its loads waited one round trip per
+step.) With `BLOCK_K` covering d_model over all warps (e.g. 1024 with 4 warps), the stream's layout is the
+weight's, and the pass needs no layout conversion. An output feature below `d_inner` is a conv channel: the program owns that channel's conv-state
 rows, so it shifts them in place and writes the conv output; a feature at or above `d_inner` is the gate z, written
-as projected. Feature block 0 also writes the new residual stream. Given x_proj's weight, a program of conv
+as projected. Feature block 0 also writes the new residual stream, in a second pass over it after the product. Given x_proj's weight, a program of conv
 channels also adds its channels' share of `x_proj(x)` into fp32 sums with atomics, for the fused back of the step
 (`state_step_out_proj`), which saves x_proj's own GEMV launches.
 
@@ -34,35 +38,30 @@ import triton.language as tl
 from .tiling import KernelTiling
 
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-MAX_ROWS = 4  # batch rows per program (its product tile is rows x BLOCK_N x BLOCK_K fp32)
 
 
 @dataclass(frozen=True)
 class FrontTiling(KernelTiling):
     """Launch parameters: `block_n` in_proj output features per program, `block_k` d_model features per step of
-    the product (powers of 2), `num_warps`, `num_stages`; text `"BLOCK_N,BLOCK_K,WARPS,STAGES"`, e.g. `"8,512,4,3"`."""
+    the product (powers of 2), `num_warps`; text `"BLOCK_N,BLOCK_K,WARPS"`, e.g. `"8,512,4"`."""
 
-    FIELDS: ClassVar[str] = "BLOCK_N,BLOCK_K,WARPS,STAGES"
+    FIELDS: ClassVar[str] = "BLOCK_N,BLOCK_K,WARPS"
     block_n: int
     block_k: int
     num_warps: int
-    num_stages: int
 
 
-# fastest of a sweep at batch 1, d_model 2048, d_inner 4096 fp16 on H200 (scripts/bench_decode_front.py)
-DEFAULT_FRONT_TILING = FrontTiling(block_n=8, block_k=512, num_warps=4, num_stages=3)
+# fastest of a sweep at batch 1, d_model 2048, d_inner 4096 fp16 on H100 (scripts/bench_decode_step.py)
+DEFAULT_FRONT_TILING = FrontTiling(block_n=8, block_k=1024, num_warps=4)
 
 
 @triton.jit
-def _residual_stream(hidden_ptr, residual_ptr, rows, row_mask, features, feature_mask, stride_hidden_b,
-                     stride_residual_b, residual_dtype: tl.constexpr, HAS_RESIDUAL: tl.constexpr):
-    """(BLOCK_M, BLOCK_K) fp32 tile of `hidden (+ residual)`, rounded to the residual stream's dtype."""
-    mask = row_mask[:, None] & feature_mask[None, :]
-    stream = tl.load(hidden_ptr + rows[:, None] * stride_hidden_b + features[None, :], mask=mask,
-                     other=0.0).to(tl.float32)
+def _residual_stream(hidden_ptr, residual_ptr, features, feature_mask, residual_dtype: tl.constexpr,
+                     HAS_RESIDUAL: tl.constexpr):
+    """(BLOCK_K,) fp32 slice of one row's `hidden (+ residual)`, rounded to the residual stream's dtype."""
+    stream = tl.load(hidden_ptr + features, mask=feature_mask, other=0.0).to(tl.float32)
     if HAS_RESIDUAL:
-        stream += tl.load(residual_ptr + rows[:, None] * stride_residual_b + features[None, :], mask=mask,
-                          other=0.0).to(tl.float32)
+        stream += tl.load(residual_ptr + features, mask=feature_mask, other=0.0).to(tl.float32)
     return stream.to(residual_dtype).to(tl.float32)
 
 
@@ -70,76 +69,86 @@ def _residual_stream(hidden_ptr, residual_ptr, rows, row_mask, features, feature
 def add_norm_in_proj_conv_kernel(
     hidden_ptr, residual_ptr, norm_weight_ptr, proj_weight_ptr, proj_bias_ptr,
     conv_state_ptr, conv_weight_ptr, conv_bias_ptr, xz_ptr, residual_out_ptr, x_proj_weight_ptr, x_proj_sums_ptr,
-    batch, d_inner, x_proj_width, eps,
+    d_inner, x_proj_width, eps,
     stride_hidden_b, stride_residual_b, stride_residual_out_b, stride_proj_n, stride_proj_k,
     stride_state_b, stride_state_c, stride_state_k, stride_conv_c, stride_conv_k, stride_xz_b,
     stride_x_proj_r, stride_x_proj_c, stride_sums_b,
     HAS_RESIDUAL: tl.constexpr, HAS_X_PROJ: tl.constexpr, HAS_PROJ_BIAS: tl.constexpr, HAS_CONV_BIAS: tl.constexpr,
-    D_MODEL: tl.constexpr, WIDTH: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    D_MODEL: tl.constexpr, WIDTH: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     BLOCK_W: tl.constexpr, BLOCK_R: tl.constexpr,
 ):
-    feature_block, row_block = tl.program_id(0), tl.program_id(1)
-    rows = (row_block * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
-    row_mask = rows < batch
+    feature_block, row = tl.program_id(0), tl.program_id(1).to(tl.int64)
+    hidden_ptr += row * stride_hidden_b
+    if HAS_RESIDUAL:
+        residual_ptr += row * stride_residual_b
     outputs = feature_block * BLOCK_N + tl.arange(0, BLOCK_N)
     output_mask = outputs < 2 * d_inner
     residual_dtype = residual_out_ptr.dtype.element_ty
-    stores_residual = feature_block == 0
 
-    # one pass over d_model: in_proj(stream * rstd * g) = rstd * in_proj(stream * g), so the product needs no
-    # separate pass for the mean square first
-    sum_sq = tl.zeros((BLOCK_M,), dtype=tl.float32)
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for k0 in range(0, D_MODEL, BLOCK_K):
-        features = k0 + tl.arange(0, BLOCK_K)
-        feature_mask = features < D_MODEL
-        stream = _residual_stream(hidden_ptr, residual_ptr, rows, row_mask, features, feature_mask,
-                                  stride_hidden_b, stride_residual_b, residual_dtype, HAS_RESIDUAL)
-        sum_sq += tl.sum(stream * stream, axis=1)
-        tl.store(residual_out_ptr + rows[:, None] * stride_residual_out_b + features[None, :],
-                 stream.to(residual_dtype), mask=row_mask[:, None] & feature_mask[None, :] & stores_residual)
-        norm_weight = tl.load(norm_weight_ptr + features, mask=feature_mask, other=0.0).to(tl.float32)
-        scaled = stream * norm_weight[None, :]
-        weight = tl.load(proj_weight_ptr + outputs[:, None] * stride_proj_n + features[None, :] * stride_proj_k,
-                         mask=output_mask[:, None] & feature_mask[None, :], other=0.0)  # (BLOCK_N, BLOCK_K)
-        acc += tl.sum(scaled[:, None, :] * weight.to(tl.float32)[None, :, :], axis=2)
-    acc *= (1.0 / tl.sqrt(sum_sq / D_MODEL + eps))[:, None]
-    if HAS_PROJ_BIAS:
-        acc += tl.load(proj_bias_ptr + outputs, mask=output_mask, other=0.0).to(tl.float32)[None, :]
-    projected = acc.to(xz_ptr.dtype.element_ty)  # in_proj output as the unfused path stores it
-
-    # conv step on the x half: window[m, c, k] = state[m, c, k] for k < WIDTH - 1, the new input at k = WIDTH - 1
+    # loads that do not depend on the product go first, so their latency hides behind the weight stream
     taps = tl.arange(0, BLOCK_W)
     is_channel = output_mask & (outputs < d_inner)
-    channel_mask = row_mask[:, None] & is_channel[None, :]
-    state_ptrs = (conv_state_ptr + rows[:, None, None] * stride_state_b + outputs[None, :, None] * stride_state_c
-                  + taps[None, None, :] * stride_state_k)
-    in_state = channel_mask[:, :, None] & (taps < WIDTH - 1)[None, None, :]
+    state_ptrs = (conv_state_ptr + row * stride_state_b + outputs[:, None] * stride_state_c
+                  + taps[None, :] * stride_state_k)
+    in_state = is_channel[:, None] & (taps < WIDTH - 1)[None, :]
+    # window[c, k] = state[c, k] for k < WIDTH - 1; the new input goes in at k = WIDTH - 1 below
     window = tl.load(state_ptrs, mask=in_state, other=0.0).to(tl.float32)
-    window = tl.where((taps == WIDTH - 1)[None, None, :], projected.to(tl.float32)[:, :, None], window)
-    shifted = tl.load(state_ptrs + stride_state_k, mask=channel_mask[:, :, None] & (taps + 1 < WIDTH - 1)[None, None, :],
+    shifted = tl.load(state_ptrs + stride_state_k, mask=is_channel[:, None] & (taps + 1 < WIDTH - 1)[None, :],
                       other=0.0)
-    shifted = tl.where((taps + 1 == WIDTH - 1)[None, None, :], projected[:, :, None].to(shifted.dtype), shifted)
     conv_weight = tl.load(conv_weight_ptr + outputs[:, None] * stride_conv_c + taps[None, :] * stride_conv_k,
                           mask=is_channel[:, None] & (taps < WIDTH)[None, :], other=0.0).to(tl.float32)
-    conv = tl.sum(window * conv_weight[None, :, :], axis=2)
     if HAS_CONV_BIAS:
-        conv += tl.load(conv_bias_ptr + outputs, mask=is_channel, other=0.0).to(tl.float32)[None, :]
+        conv_bias = tl.load(conv_bias_ptr + outputs, mask=is_channel, other=0.0).to(tl.float32)
+    if HAS_PROJ_BIAS:
+        proj_bias = tl.load(proj_bias_ptr + outputs, mask=output_mask, other=0.0).to(tl.float32)
+    if HAS_X_PROJ:  # this program's columns of x_proj (none for a program of gate features)
+        ranks = tl.arange(0, BLOCK_R)
+        rank_mask = ranks < x_proj_width
+        x_proj = tl.load(x_proj_weight_ptr + ranks[:, None] * stride_x_proj_r + outputs[None, :] * stride_x_proj_c,
+                         mask=rank_mask[:, None] & is_channel[None, :], other=0.0).to(tl.float32)
+
+    # one pass over d_model: in_proj(stream * rstd * g) = rstd * in_proj(stream * g), so the product needs no
+    # separate pass for the mean square first. Unrolled, with elementwise accumulators reduced once after it and no
+    # store inside, so all of the program's weight loads can be in flight at once.
+    sum_sq = tl.zeros((BLOCK_K,), dtype=tl.float32)
+    acc = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
+    for k0 in tl.static_range(0, D_MODEL, BLOCK_K):
+        features = k0 + tl.arange(0, BLOCK_K)
+        feature_mask = features < D_MODEL
+        stream = _residual_stream(hidden_ptr, residual_ptr, features, feature_mask, residual_dtype, HAS_RESIDUAL)
+        sum_sq += stream * stream
+        norm_weight = tl.load(norm_weight_ptr + features, mask=feature_mask, other=0.0).to(tl.float32)
+        weight = tl.load(proj_weight_ptr + outputs[:, None] * stride_proj_n + features[None, :] * stride_proj_k,
+                         mask=output_mask[:, None] & feature_mask[None, :], other=0.0)  # (BLOCK_N, BLOCK_K)
+        acc += weight.to(tl.float32) * (stream * norm_weight)[None, :]
+    rstd = 1.0 / tl.sqrt(tl.sum(sum_sq, axis=0) / D_MODEL + eps)
+    projected = tl.sum(acc, axis=1) * rstd
+    if HAS_PROJ_BIAS:
+        projected += proj_bias
+    projected = projected.to(xz_ptr.dtype.element_ty)  # in_proj output as the unfused path stores it
+
+    if feature_block == 0:  # the new residual stream, re-read from L2 by this one program
+        for k0 in tl.static_range(0, D_MODEL, BLOCK_K):
+            features = k0 + tl.arange(0, BLOCK_K)
+            feature_mask = features < D_MODEL
+            stream = _residual_stream(hidden_ptr, residual_ptr, features, feature_mask, residual_dtype, HAS_RESIDUAL)
+            tl.store(residual_out_ptr + row * stride_residual_out_b + features, stream.to(residual_dtype),
+                     mask=feature_mask)
+
+    # conv step on the x half (SiLU after it); z passes through as projected
+    window = tl.where((taps == WIDTH - 1)[None, :], projected.to(tl.float32)[:, None], window)
+    shifted = tl.where((taps + 1 == WIDTH - 1)[None, :], projected[:, None].to(shifted.dtype), shifted)
+    conv = tl.sum(window * conv_weight, axis=1)
+    if HAS_CONV_BIAS:
+        conv += conv_bias
     conv = conv * tl.sigmoid(conv)
-    out = tl.where(is_channel[None, :], conv, projected.to(tl.float32))
-    tl.store(xz_ptr + rows[:, None] * stride_xz_b + outputs[None, :], out.to(xz_ptr.dtype.element_ty),
-             mask=row_mask[:, None] & output_mask[None, :])
+    out = tl.where(is_channel, conv, projected.to(tl.float32)).to(xz_ptr.dtype.element_ty)
+    tl.store(xz_ptr + row * stride_xz_b + outputs, out, mask=output_mask)
     if HAS_X_PROJ:
         if feature_block * BLOCK_N < d_inner:  # this program's share of x_proj(x), over its conv channels
-            x = tl.where(channel_mask, out.to(xz_ptr.dtype.element_ty).to(tl.float32), 0.0)
-            ranks = tl.arange(0, BLOCK_R)
-            rank_mask = ranks < x_proj_width
-            x_proj = tl.load(x_proj_weight_ptr + ranks[:, None] * stride_x_proj_r + outputs[None, :] * stride_x_proj_c,
-                             mask=rank_mask[:, None] & is_channel[None, :], other=0.0).to(tl.float32)
-            partial = tl.sum(x[:, None, :] * x_proj[None, :, :], axis=2)  # (BLOCK_M, BLOCK_R)
-            tl.atomic_add(x_proj_sums_ptr + rows[:, None] * stride_sums_b + ranks[None, :], partial,
-                          mask=row_mask[:, None] & rank_mask[None, :], sem="relaxed")
+            x = tl.where(is_channel, out.to(tl.float32), 0.0)
+            partial = tl.sum(x_proj * x[None, :], axis=1)  # (BLOCK_R,)
+            tl.atomic_add(x_proj_sums_ptr + row * stride_sums_b + ranks, partial, mask=rank_mask, sem="relaxed")
     tl.debug_barrier()  # every load of this program's conv-state rows happens before any of its stores
     tl.store(state_ptrs, shifted.to(conv_state_ptr.dtype.element_ty), mask=in_state)
 
@@ -194,20 +203,19 @@ def add_norm_in_proj_conv_triton(
     xz = torch.empty(batch, 2 * d_inner, device=hidden.device, dtype=hidden.dtype)
     residual_out = torch.empty(batch, d_model, device=hidden.device, dtype=residual_dtype)
     tiling = tiling or DEFAULT_FRONT_TILING
-    block_m = min(triton.next_power_of_2(batch), MAX_ROWS)
-    grid = (triton.cdiv(2 * d_inner, tiling.block_n), triton.cdiv(batch, block_m))
+    grid = (triton.cdiv(2 * d_inner, tiling.block_n), batch)
     has_x_proj = x_proj_sums is not None
     x_proj_width = x_proj_weight.shape[0] if has_x_proj else 1
     add_norm_in_proj_conv_kernel[grid](
         hidden, residual, norm_weight, proj_weight, proj_bias, conv_state, conv_weight, conv_bias, xz, residual_out,
-        x_proj_weight, x_proj_sums, batch, d_inner, x_proj_width, float(eps),
+        x_proj_weight, x_proj_sums, d_inner, x_proj_width, float(eps),
         hidden.stride(0), 0 if residual is None else residual.stride(0), residual_out.stride(0), *proj_weight.stride(),
         *conv_state.stride(), *conv_weight.stride(), xz.stride(0),
         *(x_proj_weight.stride() if has_x_proj else (0, 0)), x_proj_sums.stride(0) if has_x_proj else 0,
         HAS_RESIDUAL=residual is not None, HAS_X_PROJ=has_x_proj, HAS_PROJ_BIAS=proj_bias is not None,
         HAS_CONV_BIAS=conv_bias is not None,
-        D_MODEL=d_model, WIDTH=width, BLOCK_M=block_m, BLOCK_N=tiling.block_n, BLOCK_K=tiling.block_k,
+        D_MODEL=d_model, WIDTH=width, BLOCK_N=tiling.block_n, BLOCK_K=tiling.block_k,
         BLOCK_W=triton.next_power_of_2(width), BLOCK_R=triton.next_power_of_2(x_proj_width),
-        num_warps=tiling.num_warps, num_stages=tiling.num_stages,
+        num_warps=tiling.num_warps,
     )
     return xz, residual_out

@@ -5,13 +5,14 @@ out_proj: four to five launches, where this kernel plus the front (`norm_in_proj
 writes the conv output) make two per layer.
 
 Programs: (blocks of `block_c` channels, blocks of `out_per_program` out_proj features, batch rows); the tiling is
-a `BackTiling`. A program steps its channels' states, then walks its out_proj rows `block_o` at a time, multiplying
-the columns of its channels by its `y` slice, and adds that share of `out_proj(y)` into the residual stream with
-fp32 atomics: split-K without a reduction kernel. Output blocks give the GPU enough programs (and bytes in flight)
-to stream the weight: one program per channel block, walking all of d_model, measured 48-68 us a layer where the
-four-launch step takes 39 (H100, BENCHMARKS.md). The programs of a channel block all compute its new states; the
-last of them to finish (an arrival counter per channel block) stores them, after the others have read the old
-ones. The last of a row's programs to finish (a counter per row) zeroes its x_proj sums for the next step.
+a `BackTiling`. A program first loads its (out_per_program, block_c) slice of out_proj's weight, which needs
+nothing from the step, so that load is in flight while the program steps its channels' states. It then multiplies
+the slice by its `y` and adds that share of `out_proj(y)` into the residual stream with fp32 atomics: split-K
+without a reduction kernel. Output blocks give the GPU enough programs (and bytes in flight) to stream the weight:
+one program per channel block, walking all of d_model, measured 48-68 us a layer where the four-launch step takes
+39 (H100, BENCHMARKS.md). The programs of a channel block all compute its new states; the last of them to finish
+(an arrival counter per channel block) stores them, after the others have read the old ones. The last of a row's
+programs to finish (a counter per row) zeroes its x_proj sums for the next step.
 
 Rounding follows the unfused step: the x_proj sums, dt_proj's output and y are rounded to the activations' dtype
 (as the Linear outputs and the state step's output are stored); the out_proj product is added in fp32 where the
@@ -35,23 +36,17 @@ SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 @dataclass(frozen=True)
 class BackTiling(KernelTiling):
-    """Launch parameters: `block_c` channels and `out_per_program` out_proj features per program, the latter walked
-    `block_o` at a time (powers of 2), `num_warps`; text `"BLOCK_C,OUT_PER_PROGRAM,BLOCK_O,WARPS"`, e.g.
-    `"64,256,32,4"`."""
+    """Launch parameters: `block_c` channels and `out_per_program` out_proj features per program (powers of 2),
+    `num_warps`; text `"BLOCK_C,OUT_PER_PROGRAM,WARPS"`, e.g. `"64,256,4"`."""
 
-    FIELDS: ClassVar[str] = "BLOCK_C,OUT_PER_PROGRAM,BLOCK_O,WARPS"
+    FIELDS: ClassVar[str] = "BLOCK_C,OUT_PER_PROGRAM,WARPS"
     block_c: int
     out_per_program: int
-    block_o: int
     num_warps: int
-
-    def __post_init__(self) -> None:
-        if self.out_per_program % self.block_o:
-            raise ValueError(f"BackTiling {self}: OUT_PER_PROGRAM must be a multiple of BLOCK_O")
 
 
 # fastest of a sweep at batch 1, d_model 2048, d_inner 4096 fp16 on H100 (scripts/bench_decode_step.py)
-DEFAULT_BACK_TILING = BackTiling(block_c=64, out_per_program=256, block_o=32, num_warps=4)
+DEFAULT_BACK_TILING = BackTiling(block_c=32, out_per_program=512, num_warps=8)
 
 
 @triton.jit
@@ -62,7 +57,7 @@ def state_step_out_proj_kernel(
     stride_state_b, stride_state_c, stride_state_n, stride_xz_b, stride_sums_b, stride_dt_weight_c,
     stride_dt_weight_r, stride_A_c, stride_A_n, stride_out_o, stride_out_c, stride_residual_b, stride_arrivals_b,
     HAS_DT_BIAS: tl.constexpr, HAS_D: tl.constexpr, HAS_OUT_BIAS: tl.constexpr, BLOCK_C: tl.constexpr,
-    D_MODEL: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_O: tl.constexpr,
+    D_MODEL: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr,
     OUT_PER_PROGRAM: tl.constexpr,
 ):
     channel_block, out_block, row = tl.program_id(0), tl.program_id(1), tl.program_id(2)
@@ -73,7 +68,14 @@ def state_step_out_proj_kernel(
     state_mask = states < d_state
     ranks = tl.arange(0, BLOCK_R)
     rank_mask = ranks < dt_rank
+    outputs = out_block * OUT_PER_PROGRAM + tl.arange(0, OUT_PER_PROGRAM)
+    output_mask = outputs < D_MODEL
 
+    # out_proj's slice first: it is most of the bytes, and nothing it needs waits on the state step
+    out_weight = tl.load(out_weight_ptr + outputs[:, None] * stride_out_o + channels[None, :] * stride_out_c,
+                         mask=output_mask[:, None] & channel_mask[None, :], other=0.0)
+    if HAS_OUT_BIAS:
+        out_bias = tl.load(out_bias_ptr + outputs, mask=output_mask & (channel_block == 0), other=0.0)
     sums = sums_ptr + row * stride_sums_b  # x_proj(x) of this row: [dt_low | B | C], fp32
     dt_low = tl.load(sums + ranks, mask=rank_mask, other=0.0).to(dtype).to(tl.float32)
     B = tl.load(sums + dt_rank + states, mask=state_mask, other=0.0).to(dtype).to(tl.float32)
@@ -101,15 +103,10 @@ def state_step_out_proj_kernel(
     y *= z * tl.sigmoid(z)
     y = tl.where(channel_mask, y.to(dtype).to(tl.float32), 0.0)  # the state step's output, as stored unfused
 
-    for offset in range(0, OUT_PER_PROGRAM, BLOCK_O):
-        outputs = out_block * OUT_PER_PROGRAM + offset + tl.arange(0, BLOCK_O)
-        output_mask = outputs < D_MODEL
-        weight = tl.load(out_weight_ptr + outputs[:, None] * stride_out_o + channels[None, :] * stride_out_c,
-                         mask=output_mask[:, None] & channel_mask[None, :], other=0.0).to(tl.float32)
-        share = tl.sum(weight * y[None, :], axis=1)  # (BLOCK_O,)
-        if HAS_OUT_BIAS:
-            share += tl.load(out_bias_ptr + outputs, mask=output_mask & (channel_block == 0), other=0.0).to(tl.float32)
-        tl.atomic_add(residual_ptr + row * stride_residual_b + outputs, share, mask=output_mask, sem="relaxed")
+    share = tl.sum(out_weight.to(tl.float32) * y[None, :], axis=1)  # (OUT_PER_PROGRAM,)
+    if HAS_OUT_BIAS:
+        share += out_bias.to(tl.float32)
+    tl.atomic_add(residual_ptr + row * stride_residual_b + outputs, share, mask=output_mask, sem="relaxed")
 
     # counters: the last program of this channel block to arrive has the others' reads of its states behind it, so
     # it stores them (all computed the same new states); the last of the row's programs zeroes its x_proj sums
@@ -180,6 +177,6 @@ def mamba1_state_step_out_proj_triton(
         HAS_DT_BIAS=dt_bias is not None, HAS_D=D is not None, HAS_OUT_BIAS=out_proj_bias is not None,
         D_MODEL=d_model, BLOCK_C=tiling.block_c, BLOCK_N=triton.next_power_of_2(d_state),
         BLOCK_R=triton.next_power_of_2(dt_rank),
-        BLOCK_S=triton.next_power_of_2(sums_width), BLOCK_O=tiling.block_o, OUT_PER_PROGRAM=tiling.out_per_program,
+        BLOCK_S=triton.next_power_of_2(sums_width), OUT_PER_PROGRAM=tiling.out_per_program,
         num_warps=tiling.num_warps,
     )

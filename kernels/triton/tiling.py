@@ -1,5 +1,5 @@
 """Launch tilings that benchmark scripts sweep from the command line: a frozen dataclass of positive integers,
-written and parsed as comma-separated text in field order (e.g. `"8,512,4,3"`)."""
+written and parsed as comma-separated text in field order (e.g. `"8,1024,4"`)."""
 from __future__ import annotations
 
 from dataclasses import astuple, dataclass, fields

@@ -26,7 +26,7 @@ CASES = {
     "front_residual_biases": ("front", dict(d_model=40, d_inner=72, width=4)),
     "front_first_layer_width3": ("front", dict(batch=1, d_model=136, d_inner=48, width=3, with_residual=False,
                                                 with_bias=False)),
-    "front_two_row_blocks_half_residual": ("front", dict(batch=70, d_model=16, d_inner=16, width=2,
+    "front_seventy_rows_half_residual": ("front", dict(batch=70, d_model=16, d_inner=16, width=2,
                                                          residual_dtype=torch.float16)),
     "front_three_rows_masked": ("front", dict(d_model=40, d_inner=21, width=4)),
     "front_one_row_small_tiles": ("front", dict(batch=1, d_model=72, d_inner=24, width=4)),
@@ -37,9 +37,9 @@ CASES = {
                                                         with_D=False, with_bias=False)),
 }
 # case -> tiling text (FrontTiling / BackTiling.parse), for cases that test a tiling other than the default
-TILINGS = {"front_three_rows_masked": "8,16,4,2", "front_one_row_small_tiles": "16,32,4,2",
-           "front_x_proj_straddling_tiles": "16,32,4,2", "back_one_row_odd_state_small_tiles": "8,16,8,2",
-           "back_biases": "16,8,4,4"}
+TILINGS = {"front_three_rows_masked": "8,16,4", "front_one_row_small_tiles": "16,32,4",
+           "front_x_proj_straddling_tiles": "16,32,4", "back_one_row_odd_state_small_tiles": "8,16,2",
+           "back_biases": "16,8,4"}
 
 
 def step_inputs(layout: str, generator: torch.Generator, batch: int = 3, d_inner: int = 16, d_state: int = 8,
