@@ -1,7 +1,7 @@
 """The front of a Mamba-1 decoding step in one Triton kernel: residual add + RMSNorm of the block, the mixer's
 in_proj, and the depthwise causal-conv step + SiLU on its x half. Unfused, these are three launches with two
 round trips through global memory (the fused norm, a cuBLAS GEMV, the conv step). At batch 1 (d_model 2048,
-d_inner 4096 fp16, weights from HBM, H100) it takes 17.8 us a call, x_proj's sums included. From batch 2 on, cuBLAS
+d_inner 4096 fp16, weights from HBM, H100) it takes 16.2 us a call, x_proj's sums included. From batch 2 on, cuBLAS
 streams the weight once for all rows, where this kernel's programs each hold one row, so the mixer uses it for
 batch 1 only.
 
@@ -51,8 +51,10 @@ class FrontTiling(KernelTiling):
     num_warps: int
 
 
-# fastest of a sweep at batch 1, d_model 2048, d_inner 4096 fp16 on H100 (scripts/bench_decode_step.py)
-DEFAULT_FRONT_TILING = FrontTiling(block_n=8, block_k=1024, num_warps=4)
+# fastest of sweeps at batch 1, d_model 2048, d_inner 4096 fp16 on H100 (scripts/bench_decode_step.py): summing
+# x_proj, 8 warps (16.2 us a call vs 17.9 with 4); without x_proj, 4 warps (14.9 us vs 19.1 with 8)
+DEFAULT_FRONT_TILING = FrontTiling(block_n=8, block_k=1024, num_warps=8)
+DEFAULT_FRONT_TILING_WITHOUT_X_PROJ = FrontTiling(block_n=8, block_k=1024, num_warps=4)
 
 
 @triton.jit
@@ -178,7 +180,7 @@ def add_norm_in_proj_conv_triton(
     (d_inner, width). Returns `xz: (batch, 2 * d_inner)` in hidden's dtype (x half: SiLU(conv), z half: gate) and
     `residual_out: (batch, d_model)` in `residual_dtype`. With `x_proj_weight: (width_x, d_inner)`, the conv
     output's projection is added into `x_proj_sums: (batch, width_x)` fp32 (atomically, each program its channels'
-    share). fp32/fp16/bf16. `tiling`: DEFAULT_FRONT_TILING."""
+    share). fp32/fp16/bf16. `tiling`: DEFAULT_FRONT_TILING (DEFAULT_FRONT_TILING_WITHOUT_X_PROJ without x_proj)."""
     batch, d_model = hidden.shape
     d_inner, width = conv_weight.shape
     _check(proj_weight.shape == (2 * d_inner, d_model),
@@ -202,9 +204,9 @@ def add_norm_in_proj_conv_triton(
                f"{x_proj_sums.dtype}: expected (width, {d_inner}) and contiguous ({batch}, width) float32")
     xz = torch.empty(batch, 2 * d_inner, device=hidden.device, dtype=hidden.dtype)
     residual_out = torch.empty(batch, d_model, device=hidden.device, dtype=residual_dtype)
-    tiling = tiling or DEFAULT_FRONT_TILING
-    grid = (triton.cdiv(2 * d_inner, tiling.block_n), batch)
     has_x_proj = x_proj_sums is not None
+    tiling = tiling or (DEFAULT_FRONT_TILING if has_x_proj else DEFAULT_FRONT_TILING_WITHOUT_X_PROJ)
+    grid = (triton.cdiv(2 * d_inner, tiling.block_n), batch)
     x_proj_width = x_proj_weight.shape[0] if has_x_proj else 1
     add_norm_in_proj_conv_kernel[grid](
         hidden, residual, norm_weight, proj_weight, proj_bias, conv_state, conv_weight, conv_bias, xz, residual_out,

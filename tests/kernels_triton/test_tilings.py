@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from mambaseq.kernels.triton.norm_in_proj_conv import DEFAULT_FRONT_TILING, FrontTiling
+from mambaseq.kernels.triton.norm_in_proj_conv import (
+    DEFAULT_FRONT_TILING,
+    DEFAULT_FRONT_TILING_WITHOUT_X_PROJ,
+    FrontTiling,
+)
 from mambaseq.kernels.triton.state_step_out_proj import DEFAULT_BACK_TILING, BackTiling
 
 
-@pytest.mark.parametrize("tiling", [DEFAULT_FRONT_TILING, DEFAULT_BACK_TILING, FrontTiling(16, 32, 4),
-                                    BackTiling(8, 16, 2)])
+@pytest.mark.parametrize("tiling", [DEFAULT_FRONT_TILING, DEFAULT_FRONT_TILING_WITHOUT_X_PROJ, DEFAULT_BACK_TILING,
+                                    FrontTiling(16, 32, 4), BackTiling(8, 16, 2)])
 def test_tiling_text_round_trips(tiling) -> None:
     assert type(tiling).parse(str(tiling)) == tiling
 
