@@ -19,6 +19,9 @@ from .ssd_reference import ssd_reference
 BACKENDS = ("auto", "reference", "chunked", "triton", "cuda")
 _CUDA_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 _CUDA_CONV_MAX_WIDTH = 4
+# batch * d_inner from which "auto" runs a Mamba-1 scan that needs no gradient on the Triton kernels even when
+# mamba-ssm is installed: its forward then beats mamba-ssm's (b64 d4096 L2048, H100: 6.1 ms vs 9.2; BENCHMARKS.md)
+TRITON_INFERENCE_MIN_CHANNELS = 65536
 
 
 @lru_cache(maxsize=None)
@@ -61,12 +64,22 @@ def _cuda_dtype_problem(tensor: torch.Tensor) -> str:
     return "" if tensor.dtype in _CUDA_DTYPES else f"dtype {tensor.dtype} (supported: {_CUDA_DTYPES})"
 
 
+def _tracks_grad(*tensors: torch.Tensor | None) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
 def _needs_state_positions(u: torch.Tensor, *inputs: torch.Tensor | None, initial_state: torch.Tensor | None,
                            return_final_state: bool) -> bool:
     """Whether `selective_scan_fn` must run through `selective_scan_from_zero_state_kernel`: it cannot start from an
     initial state, and it returns the final state without backpropagating through it."""
-    tracks_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (u, *inputs))
-    return initial_state is not None or (return_final_state and tracks_grad)
+    return initial_state is not None or (return_final_state and _tracks_grad(u, *inputs))
+
+
+def _wide_inference_scan(u: torch.Tensor, *inputs: torch.Tensor | None) -> bool:
+    """Whether "auto" should prefer the Triton scan: a CUDA call with no gradient to track and batch * d_inner of
+    at least TRITON_INFERENCE_MIN_CHANNELS (u: (batch, d_inner, L))."""
+    return (u.is_cuda and u.shape[0] * u.shape[1] >= TRITON_INFERENCE_MIN_CHANNELS and not _tracks_grad(u, *inputs)
+            and _optional("mambaseq.kernels.triton", "selective_scan_triton")[0] is not None)
 
 
 def selective_scan(
@@ -85,7 +98,8 @@ def selective_scan(
     chunk_size: int = 64,
     backend: str = "auto",
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """Mamba-1 selective scan on the chosen backend; contract of `selective_scan_reference`.
+    """Mamba-1 selective scan on the chosen backend; contract of `selective_scan_reference`. "auto" takes mamba-ssm's
+    CUDA kernel when installed, except for wide calls that need no gradient (`TRITON_INFERENCE_MIN_CHANNELS`).
     mamba-ssm's `selective_scan_fn` has no initial state and drops the final state's gradient; calls that need
     either run it through `selective_scan_from_zero_state_kernel` (fp32, `2 * d_state` extra positions)."""
     state_positions = _needs_state_positions(u, delta, A, B, C, D, z, delta_bias, initial_state=initial_state,
@@ -94,6 +108,8 @@ def selective_scan(
     if state_positions and B.dim() != 3:
         cuda_unsupported = "grouped B/C with an initial state or a differentiable final state"
     cuda = ("mamba_ssm.ops.selective_scan_interface", "selective_scan_fn")
+    if backend == "auto" and _wide_inference_scan(u, delta, A, B, C, D, z, delta_bias, initial_state):
+        backend = "triton"
     chosen = _resolve(backend, u, cuda, "selective_scan_triton", cuda_unsupported)
     args = (u, delta, A, B, C, D, z, delta_bias, delta_softplus)
     if chosen == "reference":

@@ -1,5 +1,5 @@
 """Triton kernels (issue 8): the Mamba-1 selective scan, forward and backward, JIT-compiled at first use (Triton
-kernels, plus Gluon kernels with explicit layouts for wide problems on CUDA: `GluonScanConfig`); the
+kernels, plus Gluon kernels with explicit layouts for wide training problems on CUDA: `GluonScanConfig`); the
 Mamba-2 SSD, forward in Triton kernels, backward through its PyTorch block decomposition compiled by Inductor;
 the depthwise causal conv and the fused residual add + RMSNorm (forward and backward); the decoding steps
 (`state_update`, `conv_update`) and the row kernels of the chunked LM loss (`cross_entropy`), imported where used.

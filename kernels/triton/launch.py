@@ -55,20 +55,22 @@ def segment_count(programs: int, seqlen: int, chunk: int) -> int:
 
 
 def default_config(inputs: ScanInputs, backward: bool, training: bool = True) -> ScanConfig | GluonScanConfig:
-    """Wide problems (batch * d_inner >= 4096) on CUDA: the Gluon kernels (forward + backward at parity with
-    mamba-ssm at b8 d1536 L2048 and 0.77x its time at b4 d1536 L32768, H200; BENCHMARKS.md), with 16-step lanes for
-    a forward that stores no states (`training=False`). Narrow problems, where one lane per (channel, 4 states)
-    leaves the GPU idle, and the interpreter: one-channel Triton programs for the backward (unsegmented) and for
-    wide forwards, 2-channel 32-step tiles for narrow forwards; forwards get as many segments along time as
-    `segment_count` gives."""
+    """Training on wide problems (batch * d_inner >= 4096) on CUDA: the Gluon kernels (forward + backward at parity
+    with mamba-ssm at b8 d1536 L2048 and 0.77x its time at b4 d1536 L32768, H200; BENCHMARKS.md). A forward that
+    stores no states (`training=False`): 2-channel 32-step Triton tiles at every width (b64 d4096 L2048, H100:
+    6.1 ms vs 7.6 for the Gluon forward and 9.2 for mamba-ssm's). Narrow training forwards too; the backward and
+    wide training forwards that Gluon cannot take: one-channel programs, the backward unsegmented. Forwards get as
+    many segments along time as `segment_count` gives, and 2-channel tiles need an even number of channels per
+    B/C group (one-channel otherwise)."""
     batch, d_inner, _ = inputs.u.shape
-    if batch * d_inner >= WIDE_CHANNELS:
-        gluon = launch_gluon.default_config(inputs, steps=8 if training or backward else 16)
+    wide = batch * d_inner >= WIDE_CHANNELS
+    if wide and (training or backward):
+        gluon = launch_gluon.default_config(inputs)
         if not launch_gluon.unsupported(inputs, gluon):
             return gluon
     if backward:
         return WIDE_CONFIG
-    if batch * d_inner >= WIDE_CHANNELS or inputs.channels_per_group % NARROW_CONFIG.block_d:
+    if (wide and training) or inputs.channels_per_group % NARROW_CONFIG.block_d:
         config = WIDE_CONFIG
     else:
         config = NARROW_CONFIG

@@ -66,14 +66,14 @@ def unsupported(inputs: ScanInputs, config: GluonScanConfig) -> str:
     return ""
 
 
-def default_config(inputs: ScanInputs, steps: int = 8) -> GluonScanConfig:
-    """`steps`-step lanes of 4 states in 2-warp programs (1-warp programs where that leaves too few programs to fill
-    the GPU); on an H200 the warps per program changed little, 2 or 8 states per lane were slower (bench_scan.py)."""
+def default_config(inputs: ScanInputs) -> GluonScanConfig:
+    """8-step lanes of 4 states in 2-warp programs (1-warp programs where that leaves too few programs to fill the
+    GPU); on an H200 the warps per program changed little, 2 or 8 states per lane were slower (bench_scan.py)."""
     batch, d_inner, _ = inputs.u.shape
-    config = GluonScanConfig(steps, 2)
+    config = GluonScanConfig(8, 2)
     if batch * -(-d_inner // config.block_d(inputs.block_n)) >= PROGRAMS_PER_GPU:
         return config
-    return GluonScanConfig(steps, 1)
+    return GluonScanConfig(8, 1)
 
 
 def _geometry(inputs: ScanInputs, config: GluonScanConfig, delta_softplus: bool

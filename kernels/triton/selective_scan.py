@@ -4,9 +4,10 @@ Same contract as `mambaseq.kernels.selective_scan_reference`, plus packed variab
 When a gradient is needed, the forward pass also stores the state entering every chunk of the backward kernel
 (fp32, batch * d_inner * d_state * L / chunk floats); the backward kernel walks those chunks in reverse, recomputes
 each chunk's states and runs the adjoint recurrence. Everything is computed in fp32 whatever the input dtype.
-On CUDA, wide problems run the Gluon kernels (explicit register layouts: time runs inside each lane, chunk states
-every 8 steps), narrow ones and the CPU interpreter the Triton kernels (`launch.default_config`), cut along time
-into parallel segments when the sequence is long (`ScanConfig.segments`).
+On CUDA, wide problems that need a gradient run the Gluon kernels (explicit register layouts: time runs inside each
+lane, chunk states every 8 steps); forwards without one, narrow problems and the CPU interpreter run the Triton
+kernels (`launch.default_config`), cut along time into parallel segments when the sequence is long
+(`ScanConfig.segments`).
 """
 from __future__ import annotations
 

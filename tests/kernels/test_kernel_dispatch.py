@@ -197,3 +197,23 @@ def test_gpu_scan_from_an_initial_state_with_gradients(generator, backend):
     assert max_relative_error(y.cpu(), y_ref) < 1e-3 and max_relative_error(state.cpu(), state_ref) < 1e-3
     for name, got, expected in zip(leaves, grads, grads_ref, strict=True):
         assert max_relative_error(got.cpu(), expected) < 1e-3, name
+
+
+@pytest.mark.gpu
+def test_gpu_auto_runs_wide_scans_without_gradient_on_triton(generator):
+    """"auto" takes the Triton scan for a call with no gradient and batch * d_inner >= TRITON_INFERENCE_MIN_CHANNELS
+    (a prompt prefill at large batch), mamba-ssm's kernel otherwise; the output and final state match the fp64
+    reference (relative 1e-3 in fp32) either way."""
+    if dispatch._optional("mambaseq.kernels.triton", "selective_scan_triton")[0] is None:
+        pytest.skip("Triton scan not importable")
+    batch, d_inner = 4, dispatch.TRITON_INFERENCE_MIN_CHANNELS // 4
+    scan = scan_inputs(batch, d_inner, 16, 40, generator, with_initial_state=False)
+    on_gpu = {k: v.to("cuda", torch.float32) if isinstance(v, torch.Tensor) else v for k, v in scan.items()}
+    assert dispatch._wide_inference_scan(on_gpu["u"])
+    assert not dispatch._wide_inference_scan(on_gpu["u"][:1])
+    with torch.enable_grad():
+        assert not dispatch._wide_inference_scan(on_gpu["u"], on_gpu["delta"].clone().requires_grad_())
+    y_ref, state_ref = selective_scan_reference(**scan, return_final_state=True)
+    with torch.no_grad():
+        y, state = selective_scan(**on_gpu, return_final_state=True, backend="auto")
+    assert max_relative_error(y.cpu(), y_ref) < 1e-3 and max_relative_error(state.cpu(), state_ref) < 1e-3

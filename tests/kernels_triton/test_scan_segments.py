@@ -1,11 +1,20 @@
-"""How the default Triton scan configuration cuts long, narrow sequences into segments (sequence parallelism)."""
+"""The default Triton scan configuration: how it cuts long, narrow sequences into segments (sequence parallelism),
+and which tiles forwards that store no states get."""
 from __future__ import annotations
 
 import pytest
 import torch
 
 from mambaseq.kernels.triton import ScanConfig
-from mambaseq.kernels.triton.launch import MIN_SEGMENT_CHUNKS, TARGET_PROGRAMS, default_config, segment_count
+from mambaseq.kernels.triton.launch import (
+    MIN_SEGMENT_CHUNKS,
+    NARROW_CONFIG,
+    TARGET_PROGRAMS,
+    WIDE_CHANNELS,
+    WIDE_CONFIG,
+    default_config,
+    segment_count,
+)
 from mambaseq.kernels.triton.scan_inputs import prepare_inputs
 
 
@@ -22,6 +31,15 @@ def test_long_narrow_forwards_are_cut_into_segments_and_backwards_are_not():
     assert config.segments > 1
     assert default_config(inputs, backward=True).segments == 1
     assert default_config(_inputs(1, 64, 1 << 12), backward=False).segments == 1
+
+
+def test_wide_forwards_that_store_no_states_run_two_channel_tiles():
+    wide = _inputs(64, 128, 256)
+    assert 64 * 128 >= WIDE_CHANNELS
+    assert default_config(wide, backward=False, training=False) == NARROW_CONFIG
+    assert default_config(wide, backward=False, training=True) == WIDE_CONFIG  # on CPU: no Gluon kernels
+    odd_groups = _inputs(64, 127, 256)  # 2-channel tiles need an even number of channels per B/C group
+    assert default_config(odd_groups, backward=False, training=False).block_d == 1
 
 
 @pytest.mark.parametrize("programs, seqlen, chunk, expected", [

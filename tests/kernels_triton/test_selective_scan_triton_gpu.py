@@ -96,13 +96,14 @@ def test_agrees_with_mamba_ssm(seed):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
-@pytest.mark.parametrize("batch, d_inner, seqlen", [
-    pytest.param(3, 1400, 1000, id="wide-gluon"), pytest.param(1, 128, 6000, id="narrow-sequence-parallel"),
+@pytest.mark.parametrize("batch, d_inner, seqlen, gluon_steps", [
+    pytest.param(3, 1400, 1000, None, id="wide-default"), pytest.param(3, 1400, 1000, 16, id="wide-gluon-16-steps"),
+    pytest.param(1, 128, 6000, None, id="narrow-sequence-parallel"),
 ])
-def test_inference_forward_matches_reference(seed, dtype, batch, d_inner, seqlen):
-    """Without autograd the default forward stores no chunk states: y and the final state alone, for a wide problem
-    (Gluon, 16-step lanes) and a long narrow one (Triton, 64-step chunks in segments)."""
-    from mambaseq.kernels.triton import selective_scan_triton
+def test_inference_forward_matches_reference(seed, dtype, batch, d_inner, seqlen, gluon_steps):
+    """Without autograd the forward stores no chunk states: y and the final state alone, for a wide problem (the
+    default 2-channel Triton tiles, or Gluon with 16-step lanes) and a long narrow one (Triton, in segments)."""
+    from mambaseq.kernels.triton import GluonScanConfig, selective_scan_triton
 
     generator = torch.Generator().manual_seed(seed)
     problem = scan_problem(batch, d_inner, 16, seqlen, documents=2, generator=generator, device="cuda")
@@ -112,6 +113,7 @@ def test_inference_forward_matches_reference(seed, dtype, batch, d_inner, seqlen
     with torch.no_grad():
         actual = selective_scan_triton(*(exact[name].to(dtype) for name in names[:-1]), delta_softplus=True,
                                        initial_state=exact["initial_state"].to(dtype), return_final_state=True,
-                                       seq_idx=problem["seq_idx"])
+                                       seq_idx=problem["seq_idx"],
+                                       config=gluon_steps and GluonScanConfig(gluon_steps, 2))
     errors = {name: norm_relative_error(a.double(), e) for name, a, e in zip(("y", "final_state"), actual, expected)}
     assert_errors_within(errors, TOLERANCE[dtype])
