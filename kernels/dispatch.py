@@ -68,17 +68,10 @@ def _tracks_grad(*tensors: torch.Tensor | None) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
-def _needs_state_positions(u: torch.Tensor, *inputs: torch.Tensor | None, initial_state: torch.Tensor | None,
-                           return_final_state: bool) -> bool:
-    """Whether `selective_scan_fn` must run through `selective_scan_from_zero_state_kernel`: it cannot start from an
-    initial state, and it returns the final state without backpropagating through it."""
-    return initial_state is not None or (return_final_state and _tracks_grad(u, *inputs))
-
-
-def _wide_inference_scan(u: torch.Tensor, *inputs: torch.Tensor | None) -> bool:
+def _wide_inference_scan(u: torch.Tensor, tracks_grad: bool) -> bool:
     """Whether "auto" should prefer the Triton scan: a CUDA call with no gradient to track and batch * d_inner of
     at least TRITON_INFERENCE_MIN_CHANNELS (u: (batch, d_inner, L))."""
-    return (u.is_cuda and u.shape[0] * u.shape[1] >= TRITON_INFERENCE_MIN_CHANNELS and not _tracks_grad(u, *inputs)
+    return (u.is_cuda and not tracks_grad and u.shape[0] * u.shape[1] >= TRITON_INFERENCE_MIN_CHANNELS
             and _optional("mambaseq.kernels.triton", "selective_scan_triton")[0] is not None)
 
 
@@ -102,13 +95,13 @@ def selective_scan(
     CUDA kernel when installed, except for wide calls that need no gradient (`TRITON_INFERENCE_MIN_CHANNELS`).
     mamba-ssm's `selective_scan_fn` has no initial state and drops the final state's gradient; calls that need
     either run it through `selective_scan_from_zero_state_kernel` (fp32, `2 * d_state` extra positions)."""
-    state_positions = _needs_state_positions(u, delta, A, B, C, D, z, delta_bias, initial_state=initial_state,
-                                             return_final_state=return_final_state)
+    tracks_grad = _tracks_grad(u, delta, A, B, C, D, z, delta_bias, initial_state)
+    state_positions = initial_state is not None or (return_final_state and tracks_grad)
     cuda_unsupported = _cuda_dtype_problem(u)
     if state_positions and B.dim() != 3:
         cuda_unsupported = "grouped B/C with an initial state or a differentiable final state"
     cuda = ("mamba_ssm.ops.selective_scan_interface", "selective_scan_fn")
-    if backend == "auto" and _wide_inference_scan(u, delta, A, B, C, D, z, delta_bias, initial_state):
+    if backend == "auto" and _wide_inference_scan(u, tracks_grad):
         backend = "triton"
     chosen = _resolve(backend, u, cuda, "selective_scan_triton", cuda_unsupported)
     args = (u, delta, A, B, C, D, z, delta_bias, delta_softplus)

@@ -202,17 +202,18 @@ def test_gpu_scan_from_an_initial_state_with_gradients(generator, backend):
 @pytest.mark.gpu
 def test_gpu_auto_runs_wide_scans_without_gradient_on_triton(generator):
     """"auto" takes the Triton scan for a call with no gradient and batch * d_inner >= TRITON_INFERENCE_MIN_CHANNELS
-    (a prompt prefill at large batch), mamba-ssm's kernel otherwise; the output and final state match the fp64
-    reference (relative 1e-3 in fp32) either way."""
+    (a prompt prefill at large batch), mamba-ssm's kernel otherwise; the wide call's output and final state match
+    the fp64 reference (relative 1e-3 in fp32)."""
     if dispatch._optional("mambaseq.kernels.triton", "selective_scan_triton")[0] is None:
         pytest.skip("Triton scan not importable")
     batch, d_inner = 4, dispatch.TRITON_INFERENCE_MIN_CHANNELS // 4
     scan = scan_inputs(batch, d_inner, 16, 40, generator, with_initial_state=False)
     on_gpu = {k: v.to("cuda", torch.float32) if isinstance(v, torch.Tensor) else v for k, v in scan.items()}
-    assert dispatch._wide_inference_scan(on_gpu["u"])
-    assert not dispatch._wide_inference_scan(on_gpu["u"][:1])
+    assert dispatch._wide_inference_scan(on_gpu["u"], tracks_grad=False)
+    assert not dispatch._wide_inference_scan(on_gpu["u"][:1], tracks_grad=False)
+    assert not dispatch._wide_inference_scan(on_gpu["u"], tracks_grad=True)
     with torch.enable_grad():
-        assert not dispatch._wide_inference_scan(on_gpu["u"], on_gpu["delta"].clone().requires_grad_())
+        assert dispatch._tracks_grad(on_gpu["u"], on_gpu["delta"].clone().requires_grad_())
     y_ref, state_ref = selective_scan_reference(**scan, return_final_state=True)
     with torch.no_grad():
         y, state = selective_scan(**on_gpu, return_final_state=True, backend="auto")
