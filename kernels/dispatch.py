@@ -20,8 +20,9 @@ BACKENDS = ("auto", "reference", "chunked", "triton", "cuda")
 _CUDA_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 _CUDA_CONV_MAX_WIDTH = 4
 # batch * d_inner from which "auto" runs a Mamba-1 scan that needs no gradient on the Triton kernels even when
-# mamba-ssm is installed: its forward then beats mamba-ssm's (b64 d4096 L2048, H100: 6.1 ms vs 9.2; BENCHMARKS.md)
-TRITON_INFERENCE_MIN_CHANNELS = 65536
+# mamba-ssm is installed: its forward then beats mamba-ssm's (d4096 L2048, H100: b8 0.90 ms vs 1.20, b64 6.1 vs 9.2;
+# loses at b1, 0.33 vs 0.23; BENCHMARKS.md)
+TRITON_INFERENCE_MIN_CHANNELS = 32768
 
 
 @lru_cache(maxsize=None)

@@ -170,8 +170,16 @@ def mamba_ssm_model(model: MambaLM) -> torch.nn.Module:
 
 
 def mamba_ssm_generator(model: torch.nn.Module) -> Generator:
-    return lambda ids, new: model.generate(ids, max_length=ids.shape[1] + new, cg=True, top_k=1, temperature=1.0,
-                                           return_dict_in_generate=False, output_scores=False)
+    """`generate(cg=True)`, with a fresh decoding cache whenever the batch size changes: mamba-ssm 2.3.2 rebuilds
+    its graphs only for a larger batch and otherwise runs a smaller one on the larger one's states (which fails)."""
+    def run(ids: torch.Tensor, new: int) -> torch.Tensor:
+        cache = getattr(model, "_decoding_cache", None)
+        if cache is not None and cache.max_batch_size != ids.shape[0]:
+            model._decoding_cache = None
+        return model.generate(ids, max_length=ids.shape[1] + new, cg=True, top_k=1, temperature=1.0,
+                              return_dict_in_generate=False, output_scores=False)
+
+    return run
 
 
 def transformer_model(config: dict, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:

@@ -1,4 +1,4 @@
-"""Mamba-2 SSD speed: ours (`ssd_triton`: Triton forward + compiled-PyTorch backward; `ssd_blocks` under
+"""Mamba-2 SSD speed: ours (`ssd_triton`: Triton kernels forward and backward; `ssd_blocks` under
 torch.compile; the eager `ssd_chunked`) beside mamba-ssm's `mamba_chunk_scan_combined`, forward and forward+backward,
 and the max relative difference of each output to mamba-ssm's.
 
@@ -37,6 +37,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--skip-eager", action="store_true", help="leave out the eager ssd_chunked row")
+    parser.add_argument("--skip-compiled", action="store_true",
+                        help="leave out the ssd_blocks + torch.compile row (minutes of compiling)")
     parser.add_argument("--tiny", action="store_true", help="CPU smoke run on a tiny shape (eager PyTorch rows)")
     return parser.parse_args()
 
@@ -56,7 +58,8 @@ def ssd_problem(shape: Shape, dtype: torch.dtype, device: str) -> dict:
                 z=randn(batch, seqlen, nheads, headdim).to(dtype), dt_bias=randn(nheads) * 0.5)
 
 
-def contenders(chunk_size: int, tiny: bool, skip_eager: bool) -> dict[str, Callable[[dict], torch.Tensor]]:
+def contenders(chunk_size: int, tiny: bool, skip_eager: bool, skip_compiled: bool
+               ) -> dict[str, Callable[[dict], torch.Tensor]]:
     def ours(kernel: Callable) -> Callable[[dict], torch.Tensor]:
         return lambda p: kernel(**p, dt_softplus=True, chunk_size=chunk_size)
 
@@ -65,8 +68,9 @@ def contenders(chunk_size: int, tiny: bool, skip_eager: bool) -> dict[str, Calla
     from mambaseq.kernels.triton import ssd_triton
     from mambaseq.kernels.triton.ssd import _compiled_ssd
 
-    rows = {"ours: ssd_triton (Triton fwd, compiled bwd)": ours(ssd_triton),
-            "ours: ssd_blocks + torch.compile": ours(_compiled_ssd())}
+    rows = {"ours: ssd_triton (Triton fwd + bwd)": ours(ssd_triton)}
+    if not skip_compiled:
+        rows["ours: ssd_blocks + torch.compile"] = ours(_compiled_ssd())
     if not skip_eager:
         rows["ours: ssd_chunked (eager torch)"] = ours(ssd_chunked)
     combined, why = _optional("mamba_ssm.ops.triton.ssd_combined", "mamba_chunk_scan_combined")
@@ -114,7 +118,7 @@ def benchmark_shape(shape: Shape, args: argparse.Namespace, device: str, dtype: 
     problem = ssd_problem(shape, dtype, device)
     chunk_size = TINY_CHUNK if args.tiny else args.chunk_size
     results, outputs = {}, {}
-    for name, run in contenders(chunk_size, args.tiny, args.skip_eager).items():
+    for name, run in contenders(chunk_size, args.tiny, args.skip_eager, args.skip_compiled).items():
         try:
             with torch.no_grad():
                 outputs[name] = run(problem).float()

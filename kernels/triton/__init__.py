@@ -1,7 +1,7 @@
 """Triton kernels (issue 8): the Mamba-1 selective scan, forward and backward, JIT-compiled at first use (Triton
 kernels, plus Gluon kernels with explicit layouts for wide training problems on CUDA: `GluonScanConfig`); the
-Mamba-2 SSD, forward in Triton kernels, backward through its PyTorch block decomposition compiled by Inductor;
-the depthwise causal conv and the fused residual add + RMSNorm (forward and backward); the decoding steps
+Mamba-2 SSD, forward and backward in Triton kernels (where they cannot run, its PyTorch block decomposition
+`ssd_blocks`); the depthwise causal conv and the fused residual add + RMSNorm (forward and backward); the decoding steps
 (`state_update`, `conv_update`) and the row kernels of the chunked LM loss (`cross_entropy`), imported where used.
 
 Checked on CPU with `TRITON_INTERPRET=1` (tests/kernels_triton) and on CUDA against the fp64 reference.

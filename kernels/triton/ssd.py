@@ -1,10 +1,10 @@
 """`ssd_triton`: Mamba-2 SSD without a compiled extension.
 
-Forward: hand-written Triton kernels (`ssd_fwd.py`, JIT-compiled at first use). Backward: autograd through the
-GPU-shaped PyTorch decomposition `ssd_blocks`, recomputed from the saved inputs and compiled by `torch.compile`
-(Inductor turns its elementwise work into Triton kernels at the first call of each shape; nothing is built at
-install time). Where the Triton kernels cannot run (CPU tensors outside Triton's interpreter, fp64, or inside an
-outer `torch.compile` graph) the whole call is that PyTorch decomposition.
+Forward and backward are hand-written Triton kernels (`ssd_fwd.py`, `ssd_bwd.py`, JIT-compiled at first use); the
+backward recomputes the forward's chunk products and states, and only the step sizes (softplus, bias, limit) and
+their within-chunk cumulative sums go through PyTorch autograd. Where the Triton kernels cannot run (CPU tensors
+outside Triton's interpreter, fp64, or inside an outer `torch.compile` graph) the whole call is the PyTorch
+decomposition `ssd_blocks`, compiled by `torch.compile` where it can be (nothing is built at install time).
 """
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from collections.abc import Callable
 import torch
 
 from .._common import step_sizes
-from .ssd_blocks import chunk_decays, ssd_blocks
+from .ssd_blocks import chunk_step_sizes, ssd_blocks
+from .ssd_bwd_launch import gate_backward, ssd_backward
 from .ssd_launch import ssd_forward
 
 
@@ -59,49 +60,66 @@ def _triton_runs(x: torch.Tensor) -> bool:
 
 class SSDFunction(torch.autograd.Function):
     """forward(x, dt, A, B, C, D, z, dt_bias, initial_state, dt_softplus, chunk_size, dt_limit) -> (y, final_state);
-    backward returns a gradient for every tensor input (recomputing the forward with `ssd_blocks`)."""
+    backward returns a gradient for every tensor input: Triton kernels for the chunked products, PyTorch autograd
+    through the step sizes and the increments dt*A."""
 
     @staticmethod
     def forward(ctx, x, dt, A, B, C, D, z, dt_bias, initial_state, dt_softplus, chunk_size, dt_limit):
-        batch, seqlen, nheads, headdim = x.shape
-        dt_processed = step_sizes(dt, dt_bias, dt_softplus, torch.float32, (nheads,), dt_limit)
-        dt_chunks, cum = chunk_decays(dt_processed, A.float(), chunk_size)
-        D_per_channel = None if D is None else D.float().reshape(nheads, -1).expand(nheads, headdim).contiguous()
-        y, final_state = ssd_forward(
-            x, dt_chunks.contiguous(), cum.contiguous(), B.to(x.dtype), C.to(x.dtype), D_per_channel, z,
-            None if initial_state is None else initial_state.float().contiguous())
+        options = dict(dt_softplus=dt_softplus, chunk_size=chunk_size, dt_limit=dt_limit)
+        dt_chunks, increments = _chunk_increments(dt, A, dt_bias, **options)
+        y, final_state, ungated = ssd_forward(
+            x, dt_chunks.contiguous(), increments.cumsum(-1).contiguous(), B.to(x.dtype), C.to(x.dtype),
+            _per_channel(D, x), z, None if initial_state is None else initial_state.float().contiguous(),
+            store_ungated=z is not None and ctx.needs_input_grad[6])
         ctx.set_materialize_grads(False)  # an unused output (often the final state) gets no zero gradient
-        ctx.save_for_backward(x, dt, A, B, C, D, z, dt_bias, initial_state)
-        ctx.options = dict(dt_softplus=dt_softplus, chunk_size=chunk_size, dt_limit=dt_limit)
+        ctx.save_for_backward(x, dt, A, B, C, D, z, dt_bias, initial_state, ungated)
+        ctx.options = options
         return y, final_state
 
     @staticmethod
     def backward(ctx, dy, dfinal_state):
-        if ctx.saved_tensors[0].is_cuda and not _COMPILE_FAILURES:  # the interpreter (CPU) recomputes eagerly
-            try:
-                return _recomputed_gradients(ctx, _compiled_ssd(), dy, dfinal_state)
-            except torch._dynamo.exc.TorchDynamoException as error:
-                _note_compile_failure(error)
-        return _recomputed_gradients(ctx, ssd_blocks, dy, dfinal_state)
+        x, dt, A, B, C, D, z, dt_bias, initial_state, ungated = ctx.saved_tensors
+        needs = ctx.needs_input_grad
+        with torch.enable_grad():
+            dt, A, dt_bias = (None if t is None else t.detach().requires_grad_(need)
+                              for t, need in ((dt, needs[1]), (A, needs[2]), (dt_bias, needs[7])))
+            dt_chunks, increments = _chunk_increments(dt, A, dt_bias, **ctx.options)
+        dy = torch.zeros_like(x) if dy is None else dy
+        dz = None
+        if z is not None:
+            dy, dz = gate_backward(dy, z, ungated if needs[6] else None, x.dtype)
+        grads = ssd_backward(x, dt_chunks.detach().contiguous(), increments.detach().cumsum(-1).contiguous(),
+                             B.to(x.dtype),
+                             C.to(x.dtype), _per_channel(D, x), dy.to(x.dtype),
+                             None if dfinal_state is None else dfinal_state.float().contiguous(),
+                             None if initial_state is None else initial_state.float().contiguous())
+        step_leaves = [t for t in (dt, A, dt_bias) if t is not None and t.requires_grad]
+        pairs = [(out, grad) for out, grad in ((dt_chunks, grads.ddt), (increments, grads.dincrements))
+                 if out.requires_grad]
+        step_grads = iter(torch.autograd.grad([out for out, _ in pairs], step_leaves, [grad for _, grad in pairs])
+                          if step_leaves else ())
+        ddt, dA, ddt_bias = (next(step_grads) if need and t is not None else None
+                             for t, need in ((dt, needs[1]), (A, needs[2]), (dt_bias, needs[7])))
+        dD = None
+        if D is not None and needs[5]:
+            dD = (grads.dD.sum(-1) if D.dim() == 1 else grads.dD).to(D.dtype)
+        dinitial = None if initial_state is None else grads.dinitial_state.to(initial_state.dtype)
+        return (grads.dx, ddt, dA, grads.dB.to(B.dtype), grads.dC.to(C.dtype), dD, dz, ddt_bias, dinitial,
+                None, None, None)
 
 
-def _recomputed_gradients(ctx, recompute: Callable, dy: torch.Tensor | None, dfinal_state: torch.Tensor | None
-                          ) -> tuple[torch.Tensor | None, ...]:
-    """SSDFunction's input gradients: `recompute` (an `ssd_blocks`) run again under autograd from the saved inputs."""
-    inputs = ctx.saved_tensors
-    with torch.enable_grad():
-        leaves = [None if tensor is None else tensor.detach().requires_grad_(needs)
-                  for tensor, needs in zip(inputs, ctx.needs_input_grad)]
-        x, dt, A, B, C, D, z, dt_bias, initial_state = leaves
-        outputs = recompute(x, dt, A, B, C, D, z, dt_bias, ctx.options["dt_softplus"], initial_state, True,
-                            ctx.options["chunk_size"], ctx.options["dt_limit"])
-        pairs = [(out, grad) for out, grad in zip(outputs, (dy, dfinal_state)) if grad is not None]
-        wanted = [leaf for leaf, needs in zip(leaves, ctx.needs_input_grad) if needs and leaf is not None]
-        grads = iter(torch.autograd.grad([out for out, _ in pairs], wanted, [g for _, g in pairs], allow_unused=True)
-                     if pairs and wanted else ())
-    per_input = [next(grads) if needs and leaf is not None else None
-                 for leaf, needs in zip(leaves, ctx.needs_input_grad)]
-    return (*per_input, None, None, None)
+def _chunk_increments(dt: torch.Tensor, A: torch.Tensor, dt_bias: torch.Tensor | None, dt_softplus: bool,
+                      chunk_size: int, dt_limit: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Raw dt (batch, L, nheads) -> processed step sizes and the increments dt*A whose within-chunk cumulative sums
+    are the log decays, both (batch, nheads, n_chunks, chunk_size) fp32, zero-padded to whole chunks."""
+    dt = chunk_step_sizes(step_sizes(dt, dt_bias, dt_softplus, torch.float32, (dt.shape[2],), dt_limit), chunk_size)
+    return dt, dt * A.float()[:, None, None]
+
+
+def _per_channel(D: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | None:
+    """D (nheads,) or (nheads, headdim) -> (nheads, headdim) fp32 contiguous."""
+    nheads, headdim = x.shape[2], x.shape[3]
+    return None if D is None else D.detach().float().reshape(nheads, -1).expand(nheads, headdim).contiguous()
 
 
 def ssd_triton(

@@ -27,13 +27,19 @@ def _cumsum_last(t: torch.Tensor) -> torch.Tensor:
     return torch.cumsum(t, dim=-1)
 
 
-def chunk_decays(dt: torch.Tensor, A: torch.Tensor, chunk_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """dt: (batch, L, nheads) processed step sizes, A: (nheads,) -> (dt, cum) both (batch, nheads, n_chunks,
-    chunk_size) in dt's dtype: dt zero-padded to whole chunks, cum = cumulative sum of dt*A within each chunk."""
+def chunk_step_sizes(dt: torch.Tensor, chunk_size: int) -> torch.Tensor:
+    """dt: (batch, L, nheads) processed step sizes -> (batch, nheads, n_chunks, chunk_size), zero-padded to whole
+    chunks."""
     batch, seqlen, nheads = dt.shape
     n_chunks = max(1, -(-seqlen // chunk_size))
     dt = F.pad(dt, (0, 0, 0, n_chunks * chunk_size - seqlen))
-    dt = dt.reshape(batch, n_chunks, chunk_size, nheads).permute(0, 3, 1, 2)
+    return dt.reshape(batch, n_chunks, chunk_size, nheads).permute(0, 3, 1, 2)
+
+
+def chunk_decays(dt: torch.Tensor, A: torch.Tensor, chunk_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """dt: (batch, L, nheads) processed step sizes, A: (nheads,) -> (dt, cum) both (batch, nheads, n_chunks,
+    chunk_size) in dt's dtype: dt zero-padded to whole chunks, cum = cumulative sum of dt*A within each chunk."""
+    dt = chunk_step_sizes(dt, chunk_size)
     return dt, _cumsum_last(dt * A.to(dt.dtype)[:, None, None])
 
 

@@ -4,11 +4,12 @@ Four launches, each a grid of independent tiles:
 1. `chunk_cb_kernel`: CB[b, c, g] = C_chunk . B_chunk^T, (T, T) per chunk and group (shared by the group's heads);
    only tiles on or below the diagonal are written.
 2. `chunk_state_kernel`: each chunk's own state at its end, S[b, c, h] = sum_j x_j^T (dt_j exp(cum_end - cum_j)) B_j,
-   (headdim, d_state) fp32.
+   (headdim, d_state) fp32. With TO_END=False it weighs step j by exp(cum_j) instead: the backward's gradient of the
+   state entering the chunk, sum_i dy_i^T exp(cum_i) C_i (called with dy for x and C for B).
 3. `state_passing_kernel`: the short sequential recurrence across chunks, in place: S[c] becomes the state entering
    chunk c (s <- exp(cum_end[c]) s + S[c]); the state after the last chunk is the final state.
 4. `chunk_scan_kernel`: y_i = exp(cum_i) C_i . S[c] + sum_{j <= i} CB_ij exp(cum_i - cum_j) dt_j x_j, + D x_i,
-   times silu(z_i).
+   times silu(z_i) (optionally also stored before that gate, for the backward).
 cum is the within-chunk cumulative sum of dt*A; every exponent used is <= 0 (A*dt <= 0), so nothing overflows.
 Matmul operands are in the input dtype (bf16/fp16: tensor cores, fp32 accumulation; fp32: IEEE, no TF32).
 """
@@ -57,7 +58,8 @@ def chunk_state_kernel(
     seqlen, chunk_size, n_chunks, nheads, heads_per_group, headdim, d_state,
     stride_x_batch, stride_x_seq, stride_x_head, stride_x_dim,
     stride_B_batch, stride_B_seq, stride_B_group, stride_B_state,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
+    TO_END: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    PRECISION: tl.constexpr,
 ):
     pid = tl.program_id(0)
     head = pid % nheads
@@ -77,9 +79,12 @@ def chunk_state_kernel(
     for start in range(0, chunk_len, BLOCK_K):
         j = start + steps
         in_chunk = j < chunk_len
-        dt = tl.load(dt_ptr + decay_base + j, mask=in_chunk, other=0.0)
         cum = tl.load(cum_ptr + decay_base + j, mask=in_chunk, other=0.0)
-        weight = tl.where(in_chunk, dt * tl.exp(cum_end - cum), 0.0)
+        if TO_END:
+            dt = tl.load(dt_ptr + decay_base + j, mask=in_chunk, other=0.0)
+            weight = tl.where(in_chunk, dt * tl.exp(cum_end - cum), 0.0)
+        else:
+            weight = tl.where(in_chunk, tl.exp(cum), 0.0)
         x_tile = tl.load(x_base + j[None, :] * stride_x_seq + dims[:, None] * stride_x_dim,
                          mask=in_chunk[None, :] & (dims[:, None] < headdim), other=0.0)
         B_tile = tl.load(B_base + j[:, None] * stride_B_seq + n[None, :] * stride_B_state,
@@ -115,14 +120,14 @@ def state_passing_kernel(
 
 @triton.jit
 def chunk_scan_kernel(
-    x_ptr, z_ptr, C_ptr, cb_ptr, dt_ptr, cum_ptr, states_ptr, D_ptr, y_ptr,
+    x_ptr, z_ptr, C_ptr, cb_ptr, dt_ptr, cum_ptr, states_ptr, D_ptr, y_ptr, ungated_ptr,
     seqlen, chunk_size, n_chunks, nheads, heads_per_group, ngroups, headdim, d_state,
     stride_x_batch, stride_x_seq, stride_x_head, stride_x_dim,
     stride_z_batch, stride_z_seq, stride_z_head, stride_z_dim,
     stride_y_batch, stride_y_seq, stride_y_head, stride_y_dim,
     stride_C_batch, stride_C_seq, stride_C_group, stride_C_state,
-    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    BLOCK_K: tl.constexpr, BLOCK_STATE: tl.constexpr, PRECISION: tl.constexpr,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, STORE_UNGATED: tl.constexpr, BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_STATE: tl.constexpr, PRECISION: tl.constexpr,
 ):
     pid = tl.program_id(0)
     head = pid % nheads
@@ -176,9 +181,12 @@ def chunk_scan_kernel(
         x_rows = tl.load(x_base + rows[:, None] * stride_x_seq + dims[None, :] * stride_x_dim, mask=tile_mask,
                          other=0.0).to(tl.float32)
         acc += x_rows * tl.load(D_ptr + head * headdim + dims, mask=dim_mask, other=0.0)[None, :]
+    y_offsets = (batch * stride_y_batch + (first + rows[:, None]) * stride_y_seq + head * stride_y_head
+                 + dims[None, :] * stride_y_dim)
+    if STORE_UNGATED:  # y before the gate, for the gradient of z (same layout as y)
+        tl.store(ungated_ptr + y_offsets, acc.to(y_ptr.dtype.element_ty), mask=tile_mask)
     if HAS_Z:
         z = tl.load(z_ptr + batch * stride_z_batch + (first + rows[:, None]) * stride_z_seq + head * stride_z_head
                     + dims[None, :] * stride_z_dim, mask=tile_mask, other=0.0).to(tl.float32)
         acc *= z * tl.sigmoid(z)
-    y = y_ptr + batch * stride_y_batch + (first + rows[:, None]) * stride_y_seq + head * stride_y_head
-    tl.store(y + dims[None, :] * stride_y_dim, acc.to(y_ptr.dtype.element_ty), mask=tile_mask)
+    tl.store(y_ptr + y_offsets, acc.to(y_ptr.dtype.element_ty), mask=tile_mask)

@@ -1,4 +1,5 @@
-"""Tilings and launches of the SSD forward kernels (`ssd_fwd.py`)."""
+"""Tilings and launches of the SSD forward kernels (`ssd_fwd.py`); the backward reuses the chunk products and
+chunk states (`ssd_bwd_launch.py`)."""
 from __future__ import annotations
 
 import torch
@@ -10,13 +11,67 @@ NUM_WARPS = 4
 MIN_BLOCK = 16  # smallest tile side tl.dot accepts
 
 
-def _block(size: int, cap: int) -> int:
+def tile_side(size: int, cap: int) -> int:
     """Tile side covering `size` (power of two, >= 16, <= cap)."""
     return max(MIN_BLOCK, min(cap, triton.next_power_of_2(size)))
 
 
-def _strides(tensor: torch.Tensor) -> tuple[int, ...]:
+def strides_of(tensor: torch.Tensor) -> tuple[int, ...]:
     return tuple(tensor.stride())
+
+
+def dot_precision(tensor: torch.Tensor) -> str:
+    """tl.dot precision: IEEE fp32 for fp32 operands (no TF32); "tf32" is ignored for 16-bit operands."""
+    return "ieee" if tensor.dtype == torch.float32 else "tf32"
+
+
+def flat_state_tile(state_size: int) -> int:
+    """Tile of a flattened (headdim * d_state) state in the sequential chunk recurrences: many small programs hide
+    the latency of their one-chunk-after-another loads."""
+    return max(MIN_BLOCK, min(256, triton.next_power_of_2(state_size)))
+
+
+def chunk_products(C: torch.Tensor, B: torch.Tensor, n_chunks: int, chunk_size: int) -> torch.Tensor:
+    """C, B: (batch, L, ngroups, d_state) -> CB: (batch, n_chunks, ngroups, chunk_size, chunk_size) fp32, C_i . B_j
+    (only tiles on or below the diagonal are written)."""
+    batch, seqlen, ngroups, d_state = B.shape
+    cb = torch.empty(batch, n_chunks, ngroups, chunk_size, chunk_size, device=B.device, dtype=torch.float32)
+    tile = tile_side(chunk_size, 64)
+    chunk_cb_kernel[(batch * n_chunks * ngroups, triton.cdiv(chunk_size, tile), triton.cdiv(chunk_size, tile))](
+        C, B, cb, seqlen, chunk_size, n_chunks, ngroups, d_state, *strides_of(C), *strides_of(B),
+        BLOCK_M=tile, BLOCK_N=tile, BLOCK_K=tile_side(d_state, 64), PRECISION=dot_precision(B), num_warps=NUM_WARPS)
+    return cb
+
+
+def chunk_states(x: torch.Tensor, B: torch.Tensor, dt_chunks: torch.Tensor, cum: torch.Tensor, to_end: bool = True
+                 ) -> torch.Tensor:
+    """Per chunk, sum_j x_j^T w_j B_j: (batch, n_chunks, nheads, headdim, d_state) fp32, with w_j = dt_j
+    exp(cum_end - cum_j) (the state the chunk adds at its end) or, with `to_end=False`, exp(cum_j) (called with dy
+    and C: the gradient of the state entering the chunk)."""
+    batch, seqlen, nheads, headdim = x.shape
+    d_state = B.shape[3]
+    n_chunks, chunk_size = dt_chunks.shape[2], dt_chunks.shape[3]
+    states = torch.empty(batch, n_chunks, nheads, headdim, d_state, device=x.device, dtype=torch.float32)
+    dim_tile, state_tile = tile_side(headdim, 64), tile_side(d_state, 64)
+    chunk_state_kernel[(batch * n_chunks * nheads, triton.cdiv(headdim, dim_tile), triton.cdiv(d_state, state_tile))](
+        x, B, dt_chunks, cum, states, seqlen, chunk_size, n_chunks, nheads, nheads // B.shape[2], headdim, d_state,
+        *strides_of(x), *strides_of(B),
+        TO_END=to_end, BLOCK_M=dim_tile, BLOCK_N=state_tile, BLOCK_K=tile_side(chunk_size, 64),
+        PRECISION=dot_precision(x), num_warps=NUM_WARPS)
+    return states
+
+
+def pass_states(states: torch.Tensor, cum: torch.Tensor, initial_state: torch.Tensor | None) -> torch.Tensor:
+    """In place: each chunk's own end state (from `chunk_states`) becomes the state entering that chunk. Returns the
+    final state (batch, nheads, headdim, d_state) fp32."""
+    batch, n_chunks, nheads, headdim, d_state = states.shape
+    final_state = torch.empty(batch, nheads, headdim, d_state, device=states.device, dtype=torch.float32)
+    state_size = headdim * d_state
+    flat_tile = flat_state_tile(state_size)
+    state_passing_kernel[(batch * nheads, triton.cdiv(state_size, flat_tile))](
+        states, cum, initial_state, final_state, n_chunks, cum.shape[3], nheads, state_size,
+        HAS_INITIAL_STATE=initial_state is not None, BLOCK=flat_tile, num_warps=NUM_WARPS)
+    return final_state
 
 
 def ssd_forward(
@@ -28,47 +83,28 @@ def ssd_forward(
     D: torch.Tensor | None,
     z: torch.Tensor | None,
     initial_state: torch.Tensor | None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    store_ungated: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """x, z: (batch, L, nheads, headdim); dt_chunks, cum: (batch, nheads, n_chunks, chunk_size) fp32 contiguous
     (processed step sizes, zero-padded, and their within-chunk cumulative sums times A); B, C: (batch, L, ngroups,
     d_state) in x's dtype; D: (nheads, headdim) fp32 contiguous; initial_state: (batch, nheads, headdim, d_state)
-    fp32 contiguous. Returns y (dtype of x) and the final state (fp32)."""
+    fp32 contiguous. Returns y (dtype of x), the final state (fp32) and, with `store_ungated` and z, y before the
+    gate (for the gradient of z; else None)."""
     batch, seqlen, nheads, headdim = x.shape
     ngroups, d_state = B.shape[2], B.shape[3]
     n_chunks, chunk_size = dt_chunks.shape[2], dt_chunks.shape[3]
-    heads_per_group = nheads // ngroups
-    precision = "ieee" if x.dtype == torch.float32 else "tf32"  # "tf32" is ignored for 16-bit operands
-    device = x.device
-
-    cb = torch.empty(batch, n_chunks, ngroups, chunk_size, chunk_size, device=device, dtype=torch.float32)
-    tile = _block(chunk_size, 64)
-    chunk_cb_kernel[(batch * n_chunks * ngroups, triton.cdiv(chunk_size, tile), triton.cdiv(chunk_size, tile))](
-        C, B, cb, seqlen, chunk_size, n_chunks, ngroups, d_state, *_strides(C), *_strides(B),
-        BLOCK_M=tile, BLOCK_N=tile, BLOCK_K=_block(d_state, 64), PRECISION=precision, num_warps=NUM_WARPS)
-
-    states = torch.empty(batch, n_chunks, nheads, headdim, d_state, device=device, dtype=torch.float32)
-    dim_tile, state_tile = _block(headdim, 64), _block(d_state, 64)
-    chunk_state_kernel[(batch * n_chunks * nheads, triton.cdiv(headdim, dim_tile), triton.cdiv(d_state, state_tile))](
-        x, B, dt_chunks, cum, states, seqlen, chunk_size, n_chunks, nheads, heads_per_group, headdim, d_state,
-        *_strides(x), *_strides(B),
-        BLOCK_M=dim_tile, BLOCK_N=state_tile, BLOCK_K=_block(chunk_size, 64), PRECISION=precision,
-        num_warps=NUM_WARPS)
-
-    final_state = torch.empty(batch, nheads, headdim, d_state, device=device, dtype=torch.float32)
-    state_size = headdim * d_state
-    # The recurrence over chunks is sequential in every program: many small programs hide its load latency.
-    flat_tile = max(MIN_BLOCK, min(256, triton.next_power_of_2(state_size)))
-    state_passing_kernel[(batch * nheads, triton.cdiv(state_size, flat_tile))](
-        states, cum, initial_state, final_state, n_chunks, chunk_size, nheads, state_size,
-        HAS_INITIAL_STATE=initial_state is not None, BLOCK=flat_tile, num_warps=NUM_WARPS)
+    cb = chunk_products(C, B, n_chunks, chunk_size)
+    states = chunk_states(x, B, dt_chunks, cum)
+    final_state = pass_states(states, cum, initial_state)
 
     y = torch.empty_like(x)
+    ungated = torch.empty_like(x) if store_ungated and z is not None else None
     z_or_x = x if z is None else z
-    step_tile = _block(chunk_size, 64)
+    dim_tile, state_tile, step_tile = tile_side(headdim, 64), tile_side(d_state, 64), tile_side(chunk_size, 64)
     chunk_scan_kernel[(batch * n_chunks * nheads, triton.cdiv(chunk_size, step_tile), triton.cdiv(headdim, dim_tile))](
-        x, z_or_x, C, cb, dt_chunks, cum, states, D, y,
-        seqlen, chunk_size, n_chunks, nheads, heads_per_group, ngroups, headdim, d_state,
-        *_strides(x), *_strides(z_or_x), *_strides(y), *_strides(C),
-        HAS_D=D is not None, HAS_Z=z is not None, BLOCK_M=step_tile, BLOCK_N=dim_tile, BLOCK_K=step_tile,
-        BLOCK_STATE=state_tile, PRECISION=precision, num_warps=NUM_WARPS)
-    return y, final_state
+        x, z_or_x, C, cb, dt_chunks, cum, states, D, y, y if ungated is None else ungated,
+        seqlen, chunk_size, n_chunks, nheads, nheads // ngroups, ngroups, headdim, d_state,
+        *strides_of(x), *strides_of(z_or_x), *strides_of(y), *strides_of(C),
+        HAS_D=D is not None, HAS_Z=z is not None, STORE_UNGATED=ungated is not None, BLOCK_M=step_tile,
+        BLOCK_N=dim_tile, BLOCK_K=step_tile, BLOCK_STATE=state_tile, PRECISION=dot_precision(x), num_warps=NUM_WARPS)
+    return y, final_state, ungated

@@ -1,6 +1,7 @@
-"""`ssd_triton` (torch.compile of the chunked SSD) against the fp64 sequential reference: outputs, final state and
-every gradient. CPU: Inductor's C++ backend on a tiny fp64 problem (compiles for ~40 s, hence `slow`); GPU: fp32
-and bf16 on CUDA (Inductor's Triton backend), tolerances as for the chunked kernel on the GPU."""
+"""`ssd_triton` against the fp64 sequential reference: outputs, final state and every gradient. CPU: the call is
+`ssd_blocks` under torch.compile (Inductor's C++ backend) on a tiny fp64 problem (compiles for ~40 s, hence `slow`);
+GPU: the Triton kernels in fp32 and bf16 at small head and state sizes, tolerances as for the chunked kernel on the
+GPU."""
 import pytest
 import torch
 

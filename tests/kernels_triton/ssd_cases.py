@@ -19,7 +19,11 @@ INTERPRETER_CASES = {
     "chunk-1-no-softplus-no-bias": ((1, 11, 2, 3, 2, 2), 1, dict(softplus=False, with_dt_bias=False)),
     "no-D-no-z-dt-limit": ((2, 20, 3, 2, 1, 4), 6, dict(with_D=False, with_z=False, dt_limit=(0.2, 0.5))),
     "several-tiles-per-chunk": ((1, 200, 2, 80, 1, 70), 128, dict()),
+    "x-non-dense-view": ((2, 37, 4, 3, 2, 5), 8, dict()),
+    "gradients-of-A-and-B-only": ((2, 37, 4, 3, 2, 5), 8, dict()),
 }
+X_VIEW_CASES = {"x-non-dense-view"}  # x reaches the kernel through `on_non_dense_x`
+GRADIENT_SUBSETS = {"gradients-of-A-and-B-only": {"A", "B"}}  # only these inputs require a gradient (default: all)
 TENSOR_NAMES = ("x", "dt", "A", "B", "C", "D", "z", "dt_bias", "initial_state")
 
 
@@ -44,26 +48,41 @@ def ssd_problem(batch: int, seqlen: int, nheads: int, headdim: int, ngroups: int
     )
 
 
+def on_non_dense_x(kernel):
+    """`kernel` given x as a non-dense view with the step axis innermost, as Mamba2's mixer passes it (a slice of
+    the conv output's channels); gradients flow back to the caller's x."""
+    def run(x: torch.Tensor, **kwargs):
+        wide = torch.cat([x, x], dim=-1).permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+        view = wide[..., :x.shape[-1]]
+        assert not view.is_contiguous() and view.stride(1) == 1
+        return kernel(view, **kwargs)
+
+    return run
+
+
 def max_relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
     actual, expected = actual.double(), expected.double()
     return ((actual - expected).abs().max() / expected.abs().max().clamp_min(1e-30)).item()
 
 
-def _outputs_and_gradients(kernel, problem: dict, cotangents: tuple[torch.Tensor, torch.Tensor], **extra
-                           ) -> dict[str, torch.Tensor]:
-    leaves = {name: value.detach().clone().requires_grad_() if isinstance(value, torch.Tensor) else value
-              for name, value in problem.items()}
+def _outputs_and_gradients(kernel, problem: dict, cotangents: tuple[torch.Tensor, torch.Tensor],
+                           wanted: set[str] | None = None, **extra) -> dict[str, torch.Tensor]:
+    leaves = {name: value.detach().clone().requires_grad_(wanted is None or name in wanted)
+              if isinstance(value, torch.Tensor) else value for name, value in problem.items()}
     y, final_state = kernel(**leaves, return_final_state=True, **extra)
     loss = (y.double() * cotangents[0]).sum() + (final_state.double() * cotangents[1]).sum()
     loss.backward()
     results = {"y": y.detach(), "final_state": final_state.detach()}
-    results.update({f"d{name}": leaves[name].grad for name in TENSOR_NAMES if leaves[name] is not None})
+    results.update({f"d{name}": leaves[name].grad for name in TENSOR_NAMES
+                    if leaves[name] is not None and (wanted is None or name in wanted)})
     return results
 
 
-def compare_with_reference(problem: dict, kernel, dtype: torch.dtype, **extra) -> dict[str, float]:
+def compare_with_reference(problem: dict, kernel, dtype: torch.dtype, wanted: set[str] | None = None, **extra
+                           ) -> dict[str, float]:
     """Run `kernel` on `problem` cast to `dtype` and the fp64 reference on the same rounded inputs; errors of y, the
-    final state and the gradient of every tensor input under random cotangents."""
+    final state and the gradient of every tensor input (of those named in `wanted`, which alone require a gradient;
+    None: all) under random cotangents."""
     rounded = {name: value.to(dtype) if isinstance(value, torch.Tensor) else value for name, value in problem.items()}
     reference_inputs = {name: value.double() if isinstance(value, torch.Tensor) else value
                         for name, value in rounded.items()}
@@ -72,8 +91,8 @@ def compare_with_reference(problem: dict, kernel, dtype: torch.dtype, **extra) -
     state_shape = (x.shape[0], x.shape[2], x.shape[3], problem["B"].shape[-1])
     cotangents = (torch.randn(x.shape, generator=generator, dtype=torch.float64).to(x.device),
                   torch.randn(state_shape, generator=generator, dtype=torch.float64).to(x.device))
-    expected = _outputs_and_gradients(ssd_reference, reference_inputs, cotangents)
-    actual = _outputs_and_gradients(kernel, rounded, cotangents, **extra)
+    expected = _outputs_and_gradients(ssd_reference, reference_inputs, cotangents, wanted)
+    actual = _outputs_and_gradients(kernel, rounded, cotangents, wanted, **extra)
     assert actual.keys() == expected.keys(), (actual.keys(), expected.keys())
-    assert (initial is None) == ("dinitial_state" not in actual)
+    assert wanted is not None or (initial is None) == ("dinitial_state" not in actual)
     return {name: max_relative_error(actual[name], expected[name]) for name in expected}

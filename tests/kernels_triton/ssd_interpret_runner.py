@@ -1,4 +1,4 @@
-"""Runs `ssd_triton` (Triton forward kernels, PyTorch-recompute backward) on CPU under `TRITON_INTERPRET=1` in fp32
+"""Runs `ssd_triton` (Triton kernels, forward and backward) on CPU under `TRITON_INTERPRET=1` in fp32
 against the fp64 reference and prints every case's errors as JSON.
 
 Started as a subprocess by test_ssd_triton.py (the interpreter setting is read when kernels are defined and must
@@ -19,14 +19,17 @@ import interpret_runner  # noqa: E402,F401 - importing it patches Triton 3.6's i
 from mambaseq.kernels.triton import ssd_triton  # noqa: E402
 from mambaseq.kernels.triton.ssd import SSDFunction  # noqa: E402
 from kernel_calls import counting_applies  # noqa: E402
-from ssd_cases import INTERPRETER_CASES, compare_with_reference, ssd_problem  # noqa: E402
+from ssd_cases import (GRADIENT_SUBSETS, INTERPRETER_CASES, X_VIEW_CASES, compare_with_reference,  # noqa: E402
+                       on_non_dense_x, ssd_problem)
 
 
 def run_case(name: str) -> dict[str, float]:
     shape, chunk_size, options = INTERPRETER_CASES[name]
     problem = ssd_problem(*shape, generator=torch.Generator().manual_seed(len(name)), **options)
+    kernel = on_non_dense_x(ssd_triton) if name in X_VIEW_CASES else ssd_triton
     with counting_applies(SSDFunction) as calls:  # the Triton path ran, not the PyTorch fallback
-        errors = compare_with_reference(problem, ssd_triton, torch.float32, chunk_size=chunk_size)
+        errors = compare_with_reference(problem, kernel, torch.float32, GRADIENT_SUBSETS.get(name),
+                                        chunk_size=chunk_size)
     errors["triton_calls"] = float(len(calls))
     return errors
 

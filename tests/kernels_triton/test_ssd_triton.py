@@ -1,9 +1,9 @@
-"""`ssd_triton` (Triton forward kernels, backward by autograd through the recomputed `ssd_blocks`) and `ssd_blocks`
-against the fp64 sequential reference: y, final state and the gradients of x, dt, A, B, C, D, z, dt_bias and
-initial_state; plus dispatch and the benchmark's CPU smoke run.
+"""`ssd_triton` (Triton kernels forward and backward) and `ssd_blocks` against the fp64 sequential reference: y,
+final state and the gradients of x, dt, A, B, C, D, z, dt_bias and initial_state; plus dispatch and the benchmark's
+CPU smoke run.
 
 Errors are max |diff| / max |reference|. Tolerances: fp64 `ssd_blocks` 1e-10 (rounding only); fp32 Triton kernels
-in the CPU interpreter 1e-5 (observed <= 1e-6); on CUDA, fp32 1e-3 (GPU exp and reordered sums over thousands of
+in the CPU interpreter 1e-5 (observed <= 2e-6); on CUDA, fp32 1e-3 (GPU exp and reordered sums over thousands of
 steps) and bf16 3e-2 (the reference runs in fp64 on the same bf16-rounded inputs; bf16 matmul operands and output
 keep 8 bits, one rounding is ~4e-3 and long sums of them add up).
 """
@@ -22,7 +22,7 @@ from error_norms import assert_errors_within
 from mambaseq.kernels import dispatch, ssd
 from mambaseq.kernels.triton import ssd as ssd_module
 from mambaseq.kernels.triton.ssd_blocks import ssd_blocks
-from ssd_cases import INTERPRETER_CASES, compare_with_reference, ssd_problem
+from ssd_cases import GRADIENT_SUBSETS, INTERPRETER_CASES, compare_with_reference, on_non_dense_x, ssd_problem
 from interpreted import run_interpreted
 
 HERE = Path(__file__).parent
@@ -44,7 +44,8 @@ def test_interpreted_triton_forward_and_backward_match_fp64_reference(interprete
     errors = dict(interpreter_errors[case])
     assert errors.pop("triton_calls") == 1.0, "ssd_triton did not run the Triton kernels"
     options = INTERPRETER_CASES[case][2]
-    expected = {"y", "final_state"} | GRADIENTS
+    subset = GRADIENT_SUBSETS.get(case)
+    expected = {"y", "final_state"} | (GRADIENTS if subset is None else {f"d{name}" for name in subset})
     expected -= {f"d{name}" for name, flag in [("D", "with_D"), ("z", "with_z"), ("dt_bias", "with_dt_bias"),
                                                ("initial_state", "with_initial_state")] if not options.get(flag, True)}
     assert errors.keys() == expected
@@ -105,16 +106,20 @@ def _on_cuda(problem: dict) -> dict:
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
-@pytest.mark.parametrize("shape, chunk_size, options", [
-    pytest.param((2, 1000, 8, 64, 2, 64), 256, dict(), id="grouped-L-not-multiple"),
-    pytest.param((1, 2048, 4, 64, 1, 128), 256, dict(with_z=False, D_per_channel=True), id="mamba2-head-shape"),
-    pytest.param((2, 300, 6, 48, 3, 40), 64, dict(with_initial_state=False, dt_limit=(0.05, 1.0)), id="odd-dims"),
+@pytest.mark.parametrize("shape, chunk_size, options, x_view", [
+    pytest.param((2, 1000, 8, 64, 2, 64), 256, dict(), False, id="grouped-L-not-multiple"),
+    pytest.param((1, 2048, 4, 64, 1, 128), 256, dict(with_z=False, D_per_channel=True), False,
+                 id="mamba2-head-shape"),
+    pytest.param((2, 300, 6, 48, 3, 40), 64, dict(with_initial_state=False, dt_limit=(0.05, 1.0)), False,
+                 id="odd-dims"),
+    pytest.param((2, 700, 8, 64, 1, 128), 256, dict(with_z=False), True, id="mixer-layout-x-view"),
 ])
-def test_cuda_matches_fp64_reference(seed, dtype, shape, chunk_size, options):
+def test_cuda_matches_fp64_reference(seed, dtype, shape, chunk_size, options, x_view):
     from mambaseq.kernels.triton import ssd_triton
 
     problem = _on_cuda(ssd_problem(*shape, generator=torch.Generator().manual_seed(seed), **options))
-    errors = compare_with_reference(problem, ssd_triton, dtype, chunk_size=chunk_size)
+    kernel = on_non_dense_x(ssd_triton) if x_view else ssd_triton
+    errors = compare_with_reference(problem, kernel, dtype, chunk_size=chunk_size)
     assert_errors_within(errors, CUDA_TOLERANCE[dtype])
 
 

@@ -1,0 +1,316 @@
+"""Backward Triton kernels of the Mamba-2 SSD block decomposition (notation of `ssd_fwd.py`; dy is the gradient of
+y before the gate, S[c] the state entering chunk c, G[c] the gradient of S[c], a_t = dt_t A the increments whose
+within-chunk cumulative sums are cum).
+
+With the forward's cb and entering states recomputed, and dS_in[c] = sum_i exp(cum_i) dy_i^T C_i from
+`chunk_state_kernel(TO_END=False)`:
+1. `state_passing_bwd_kernel`: the recurrence over chunks run backwards, G[c] = dS_in[c] + exp(cum_end[c]) G[c+1]
+   (G[n_chunks] = gradient of the final state), in place: dS_in[c] becomes G[c+1], the gradient of the state chunk
+   c adds at its end. G[0] is the gradient of the initial state. Also <G[c+1], exp(cum_end[c]) S[c]>, which every
+   increment of chunk c gets.
+2. `chunk_scan_bwd_dx_kernel`: r_j = exp(cum_end - cum_j) B_j G[c+1]^T + sum_{i >= j} CB_ij exp(cum_i - cum_j) dy_i;
+   dx_j = dt_j r_j + D dy_j, d dt_j = x_j . r_j (its first term apart: the increments after j get dt_j times it),
+   and partial sums of dy * x for dD.
+3. `chunk_scan_bwd_dC_kernel`: dC_i = exp(cum_i) dy_i S[c] + sum_{j <= i} W_ij B_j with W_ij = (dy_i . x_j)
+   exp(cum_i - cum_j) dt_j, summed over a slice of the group's heads. Per head it also gives the increments'
+   gradient terms: exp(cum_i) dy_i . S[c] C_i (to every increment up to i) and sum_{i >= t > j} M_ij with
+   M_ij = W_ij CB_ij, summed straight from the pair products: taking d cum_i = sum_j M_ij and d cum_j = -sum_i M_ij
+   apart and cumulating them would cancel, and in bf16 lose the small difference.
+4. `chunk_scan_bwd_dB_kernel`: dB_j = sum_{i >= j} W_ij C_i + exp(cum_end - cum_j) dt_j x_j G[c+1], summed over a
+   slice of the group's heads.
+5. `gate_bwd_kernel`: the z gate, elementwise.
+The caller adds up the increments' gradient and backpropagates dt and the increments through the step sizes in
+PyTorch. Matmul operands are in the input dtype (fp32 accumulation), as in the forward.
+"""
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def state_passing_bwd_kernel(
+    grads_ptr, states_ptr, cum_ptr, dfinal_ptr, dinitial_ptr, dpassed_ptr, n_chunks, chunk_size, nheads, state_size,
+    HAS_DFINAL: tl.constexpr, BLOCK: tl.constexpr,
+):
+    """Grid (batch * nheads, state tiles). dpassed: (batch, nheads, n_chunks, state tiles) fp32 partial sums of
+    <G[c+1], exp(cum_end[c]) S[c]>."""
+    pid = tl.program_id(0)
+    tile = tl.program_id(1)
+    head = pid % nheads
+    batch = (pid // nheads).to(tl.int64)
+    offsets = tile * BLOCK + tl.arange(0, BLOCK)
+    mask = offsets < state_size
+    own = (batch * nheads + head) * state_size + offsets
+    if HAS_DFINAL:
+        grad = tl.load(dfinal_ptr + own, mask=mask, other=0.0).to(tl.float32)
+    else:
+        grad = tl.zeros((BLOCK,), dtype=tl.float32)
+    cum_end = cum_ptr + (batch * nheads + head) * n_chunks * chunk_size + chunk_size - 1
+    n_tiles = tl.num_programs(1)
+    for step in range(0, n_chunks):
+        chunk = n_chunks - 1 - step
+        pointer = ((batch * n_chunks + chunk) * nheads + head) * state_size + offsets
+        decay = tl.exp(tl.load(cum_end + chunk * chunk_size))
+        entering = tl.load(states_ptr + pointer, mask=mask, other=0.0)
+        tl.store(dpassed_ptr + ((batch * nheads + head) * n_chunks + chunk) * n_tiles + tile,
+                 decay * tl.sum(grad * entering, axis=0))
+        direct = tl.load(grads_ptr + pointer, mask=mask, other=0.0)
+        tl.store(grads_ptr + pointer, grad, mask=mask)
+        grad = decay * grad + direct
+    tl.store(dinitial_ptr + own, grad, mask=mask)
+
+
+@triton.jit
+def chunk_scan_bwd_dx_kernel(
+    x_ptr, dy_ptr, B_ptr, cb_ptr, dt_ptr, cum_ptr, grads_ptr, D_ptr, dx_ptr, ddt_ptr, ddt_end_ptr, dD_ptr,
+    seqlen, chunk_size, n_chunks, nheads, heads_per_group, ngroups, headdim, d_state,
+    stride_x_batch, stride_x_seq, stride_x_head, stride_x_dim,
+    stride_dy_batch, stride_dy_seq, stride_dy_head, stride_dy_dim,
+    stride_dx_batch, stride_dx_seq, stride_dx_head, stride_dx_dim,
+    stride_B_batch, stride_B_seq, stride_B_group, stride_B_state,
+    HAS_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    BLOCK_STATE: tl.constexpr, PRECISION: tl.constexpr,
+):
+    """Grid (batch * n_chunks * nheads, step tiles, headdim tiles). ddt and ddt_end (the part of ddt through the
+    chunk's end state): (headdim tiles, batch, nheads, n_chunks, chunk_size), and dD: (batch, n_chunks, step tiles,
+    nheads, headdim), fp32 partial sums."""
+    pid = tl.program_id(0)
+    head = pid % nheads
+    chunk = (pid // nheads) % n_chunks
+    batch = (pid // (nheads * n_chunks)).to(tl.int64)
+    group = head // heads_per_group
+    chunk_len = tl.minimum(chunk_size, seqlen - chunk * chunk_size)
+    if tl.program_id(1) * BLOCK_M >= chunk_len:
+        return
+    cols = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)  # steps j
+    dims = tl.program_id(2) * BLOCK_N + tl.arange(0, BLOCK_N)
+    col_mask = cols < chunk_len
+    dim_mask = dims < headdim
+    first = chunk.to(tl.int64) * chunk_size
+    decay_base = ((batch * nheads + head) * n_chunks + chunk) * chunk_size
+    cum_cols = tl.load(cum_ptr + decay_base + cols, mask=col_mask, other=0.0)
+    cum_end = tl.load(cum_ptr + decay_base + chunk_size - 1)
+    B_base = B_ptr + batch * stride_B_batch + first * stride_B_seq + group * stride_B_group
+    dy_base = dy_ptr + batch * stride_dy_batch + first * stride_dy_seq + head * stride_dy_head
+    x_base = x_ptr + batch * stride_x_batch + first * stride_x_seq + head * stride_x_head
+
+    # What the chunk's own end state passes on: exp(cum_end - cum_j) B_j G[c+1]^T.
+    grad_base = grads_ptr + ((batch * n_chunks + chunk) * nheads + head) * headdim * d_state
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for start in range(0, d_state, BLOCK_STATE):
+        n = start + tl.arange(0, BLOCK_STATE)
+        B_tile = tl.load(B_base + cols[:, None] * stride_B_seq + n[None, :] * stride_B_state,
+                         mask=col_mask[:, None] & (n[None, :] < d_state), other=0.0)
+        grad_tile = tl.load(grad_base + dims[None, :] * d_state + n[:, None],
+                            mask=dim_mask[None, :] & (n[:, None] < d_state), other=0.0)
+        acc += tl.dot(B_tile, grad_tile.to(B_tile.dtype), input_precision=PRECISION)
+    acc *= tl.exp(cum_end - cum_cols)[:, None]
+    tile_mask = col_mask[:, None] & dim_mask[None, :]
+    x_cols = tl.load(x_base + cols[:, None] * stride_x_seq + dims[None, :] * stride_x_dim, mask=tile_mask,
+                     other=0.0).to(tl.float32)
+    n_batches = tl.num_programs(0) // (nheads * n_chunks)
+    ddt_offsets = ((tl.program_id(2) * n_batches + batch) * nheads + head) * n_chunks * chunk_size + first + cols
+    tl.store(ddt_end_ptr + ddt_offsets, tl.sum(acc * x_cols, axis=1), mask=col_mask)
+
+    # Within the chunk: sum over later steps i of CB_ij exp(cum_i - cum_j) dy_i.
+    cb_base = cb_ptr + ((batch * n_chunks + chunk) * ngroups + group) * chunk_size * chunk_size
+    for start in range(tl.program_id(1) * BLOCK_M, chunk_len, BLOCK_K):
+        i = start + tl.arange(0, BLOCK_K)
+        in_chunk = i < chunk_len
+        causal = (i[None, :] >= cols[:, None]) & in_chunk[None, :] & col_mask[:, None]
+        cb = tl.load(cb_base + i[None, :] * chunk_size + cols[:, None], mask=causal, other=0.0)
+        cum = tl.load(cum_ptr + decay_base + i, mask=in_chunk, other=0.0)
+        decay = tl.exp(tl.where(causal, cum[None, :] - cum_cols[:, None], float("-inf")))
+        dy_tile = tl.load(dy_base + i[:, None] * stride_dy_seq + dims[None, :] * stride_dy_dim,
+                          mask=in_chunk[:, None] & dim_mask[None, :], other=0.0)
+        acc += tl.dot(tl.where(causal, cb * decay, 0.0).to(dy_tile.dtype), dy_tile, input_precision=PRECISION)
+
+    tl.store(ddt_ptr + ddt_offsets, tl.sum(acc * x_cols, axis=1), mask=col_mask)
+    dt_cols = tl.load(dt_ptr + decay_base + cols, mask=col_mask, other=0.0)
+    dx = acc * dt_cols[:, None]
+    if HAS_D:
+        dy_cols = tl.load(dy_base + cols[:, None] * stride_dy_seq + dims[None, :] * stride_dy_dim, mask=tile_mask,
+                          other=0.0).to(tl.float32)
+        dx += dy_cols * tl.load(D_ptr + head * headdim + dims, mask=dim_mask, other=0.0)[None, :]
+        partial = ((batch * n_chunks + chunk) * tl.num_programs(1) + tl.program_id(1)) * nheads + head
+        tl.store(dD_ptr + partial * headdim + dims, tl.sum(dy_cols * x_cols, axis=0), mask=dim_mask)
+    tl.store(dx_ptr + batch * stride_dx_batch + (first + cols[:, None]) * stride_dx_seq + head * stride_dx_head
+             + dims[None, :] * stride_dx_dim, dx.to(dx_ptr.dtype.element_ty), mask=tile_mask)
+
+
+@triton.jit
+def chunk_scan_bwd_dC_kernel(
+    x_ptr, dy_ptr, C_ptr, B_ptr, cb_ptr, dt_ptr, cum_ptr, states_ptr, dC_ptr, dread_ptr, dpairs_ptr,
+    seqlen, chunk_size, n_chunks, nheads, heads_per_group, ngroups, headdim, d_state, heads_per_split,
+    stride_x_batch, stride_x_seq, stride_x_head, stride_x_dim,
+    stride_dy_batch, stride_dy_seq, stride_dy_head, stride_dy_dim,
+    stride_B_batch, stride_B_seq, stride_B_group, stride_B_state,
+    stride_dC_split, stride_dC_batch, stride_dC_seq, stride_dC_group,
+    BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_DIM: tl.constexpr, BLOCK_STATE: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
+    """Grid (batch * n_chunks * ngroups * splits, step tiles). C and B share strides. dC: (splits, batch, L, ngroups,
+    d_state) fp32 partial sums over each split's heads; dread: (batch, nheads, n_chunks, chunk_size), the read-out
+    term exp(cum_i) dy_i . S[c] C_i; dpairs: (step tiles, batch, nheads, n_chunks, chunk_size), zeroed, each row
+    tile's part of sum_{i >= t > j} M_ij (M_ij = W_ij CB_ij)."""
+    pid = tl.program_id(0)
+    n_splits = tl.cdiv(heads_per_group, heads_per_split)
+    split = pid % n_splits
+    group = (pid // n_splits) % ngroups
+    chunk = (pid // (n_splits * ngroups)) % n_chunks
+    batch = (pid // (n_splits * ngroups * n_chunks)).to(tl.int64)
+    chunk_len = tl.minimum(chunk_size, seqlen - chunk * chunk_size)
+    if tl.program_id(1) * BLOCK_M >= chunk_len:
+        return
+    rows = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)  # steps i
+    row_mask = rows < chunk_len
+    n = tl.arange(0, BLOCK_STATE)
+    state_mask = n < d_state
+    first = chunk.to(tl.int64) * chunk_size
+    BC_offset = batch * stride_B_batch + first * stride_B_seq + group * stride_B_group
+    C_rows = tl.load(C_ptr + BC_offset + rows[:, None] * stride_B_seq + n[None, :] * stride_B_state,
+                     mask=row_mask[:, None] & state_mask[None, :], other=0.0)
+    cb_base = cb_ptr + ((batch * n_chunks + chunk) * ngroups + group) * chunk_size * chunk_size
+    n_batches = tl.num_programs(0) // (n_splits * ngroups * n_chunks)
+    dC = tl.zeros((BLOCK_M, BLOCK_STATE), dtype=tl.float32)
+    first_head = group * heads_per_group + split * heads_per_split
+    last_head = tl.minimum(first_head + heads_per_split, (group + 1) * heads_per_group)
+    for head in range(first_head, last_head):
+        decay_base = ((batch * nheads + head) * n_chunks + chunk) * chunk_size
+        cum_rows = tl.load(cum_ptr + decay_base + rows, mask=row_mask, other=0.0)
+        dy_base = dy_ptr + batch * stride_dy_batch + first * stride_dy_seq + head * stride_dy_head
+        x_base = x_ptr + batch * stride_x_batch + first * stride_x_seq + head * stride_x_head
+        state_base = states_ptr + ((batch * n_chunks + chunk) * nheads + head) * headdim * d_state
+        pairs_base = dpairs_ptr + tl.program_id(1) * n_batches * nheads * n_chunks * chunk_size + decay_base
+
+        # The entering state read out: exp(cum_i) dy_i S[c].
+        read = tl.zeros((BLOCK_M, BLOCK_STATE), dtype=tl.float32)
+        for dim_start in range(0, headdim, BLOCK_DIM):
+            p = dim_start + tl.arange(0, BLOCK_DIM)
+            dy_tile = tl.load(dy_base + rows[:, None] * stride_dy_seq + p[None, :] * stride_dy_dim,
+                              mask=row_mask[:, None] & (p[None, :] < headdim), other=0.0)
+            state_tile = tl.load(state_base + p[:, None] * d_state + n[None, :],
+                                 mask=(p[:, None] < headdim) & state_mask[None, :], other=0.0)
+            read += tl.dot(dy_tile, state_tile.to(dy_tile.dtype), input_precision=PRECISION)
+        read *= tl.exp(cum_rows)[:, None]
+        tl.store(dread_ptr + decay_base + rows, tl.sum(read * C_rows.to(tl.float32), axis=1), mask=row_mask)
+        dC += read
+
+        # Within the chunk: W_ij = (dy_i . x_j) exp(cum_i - cum_j) dt_j over earlier steps j, times B_j. The gradient
+        # of the increment at step t takes sum_{j < t} M_ij from every row i >= t: per row, a running sum over j.
+        end = tl.minimum(tl.program_id(1) * BLOCK_M + BLOCK_M, chunk_len)
+        earlier = tl.zeros((BLOCK_M,), dtype=tl.float32)
+        for start in range(0, end, BLOCK_K):
+            j = start + tl.arange(0, BLOCK_K)
+            in_chunk = j < chunk_len
+            causal = (j[None, :] <= rows[:, None]) & in_chunk[None, :] & row_mask[:, None]
+            products = tl.zeros((BLOCK_M, BLOCK_K), dtype=tl.float32)
+            for dim_start in range(0, headdim, BLOCK_DIM):
+                p = dim_start + tl.arange(0, BLOCK_DIM)
+                dy_tile = tl.load(dy_base + rows[:, None] * stride_dy_seq + p[None, :] * stride_dy_dim,
+                                  mask=row_mask[:, None] & (p[None, :] < headdim), other=0.0)
+                x_tile = tl.load(x_base + j[None, :] * stride_x_seq + p[:, None] * stride_x_dim,
+                                 mask=in_chunk[None, :] & (p[:, None] < headdim), other=0.0)
+                products += tl.dot(dy_tile, x_tile, input_precision=PRECISION)
+            cum = tl.load(cum_ptr + decay_base + j, mask=in_chunk, other=0.0)
+            dt = tl.load(dt_ptr + decay_base + j, mask=in_chunk, other=0.0)
+            decay = tl.exp(tl.where(causal, cum_rows[:, None] - cum[None, :], float("-inf")))
+            weight = tl.where(causal, products * decay * dt[None, :], 0.0)
+            pairs = weight * tl.load(cb_base + rows[:, None] * chunk_size + j[None, :], mask=causal, other=0.0)
+            before = earlier[:, None] + tl.cumsum(pairs, axis=1) - pairs
+            tl.store(pairs_base + j, tl.sum(tl.where(causal, before, 0.0), axis=0), mask=in_chunk)
+            earlier += tl.sum(pairs, axis=1)
+            B_tile = tl.load(B_ptr + BC_offset + j[:, None] * stride_B_seq + n[None, :] * stride_B_state,
+                             mask=in_chunk[:, None] & state_mask[None, :], other=0.0)
+            dC += tl.dot(weight.to(B_tile.dtype), B_tile, input_precision=PRECISION)
+    out = dC_ptr + split * stride_dC_split + batch * stride_dC_batch + (first + rows[:, None]) * stride_dC_seq
+    tl.store(out + group * stride_dC_group + n[None, :], dC, mask=row_mask[:, None] & state_mask[None, :])
+
+
+@triton.jit
+def chunk_scan_bwd_dB_kernel(
+    x_ptr, dy_ptr, C_ptr, dt_ptr, cum_ptr, grads_ptr, dB_ptr,
+    seqlen, chunk_size, n_chunks, nheads, heads_per_group, ngroups, headdim, d_state, heads_per_split,
+    stride_x_batch, stride_x_seq, stride_x_head, stride_x_dim,
+    stride_dy_batch, stride_dy_seq, stride_dy_head, stride_dy_dim,
+    stride_C_batch, stride_C_seq, stride_C_group, stride_C_state,
+    stride_dB_split, stride_dB_batch, stride_dB_seq, stride_dB_group,
+    BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_DIM: tl.constexpr, BLOCK_STATE: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
+    """Grid (batch * n_chunks * ngroups * splits, step tiles). dB: (splits, batch, L, ngroups, d_state) fp32 partial
+    sums over each split's heads."""
+    pid = tl.program_id(0)
+    n_splits = tl.cdiv(heads_per_group, heads_per_split)
+    split = pid % n_splits
+    group = (pid // n_splits) % ngroups
+    chunk = (pid // (n_splits * ngroups)) % n_chunks
+    batch = (pid // (n_splits * ngroups * n_chunks)).to(tl.int64)
+    chunk_len = tl.minimum(chunk_size, seqlen - chunk * chunk_size)
+    if tl.program_id(1) * BLOCK_M >= chunk_len:
+        return
+    cols = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)  # steps j
+    col_mask = cols < chunk_len
+    n = tl.arange(0, BLOCK_STATE)
+    state_mask = n < d_state
+    first = chunk.to(tl.int64) * chunk_size
+    C_base = C_ptr + batch * stride_C_batch + first * stride_C_seq + group * stride_C_group
+    dB = tl.zeros((BLOCK_M, BLOCK_STATE), dtype=tl.float32)
+    first_head = group * heads_per_group + split * heads_per_split
+    last_head = tl.minimum(first_head + heads_per_split, (group + 1) * heads_per_group)
+    for head in range(first_head, last_head):
+        decay_base = ((batch * nheads + head) * n_chunks + chunk) * chunk_size
+        cum_cols = tl.load(cum_ptr + decay_base + cols, mask=col_mask, other=0.0)
+        dt_cols = tl.load(dt_ptr + decay_base + cols, mask=col_mask, other=0.0)
+        cum_end = tl.load(cum_ptr + decay_base + chunk_size - 1)
+        dy_base = dy_ptr + batch * stride_dy_batch + first * stride_dy_seq + head * stride_dy_head
+        x_base = x_ptr + batch * stride_x_batch + first * stride_x_seq + head * stride_x_head
+        grad_base = grads_ptr + ((batch * n_chunks + chunk) * nheads + head) * headdim * d_state
+
+        # The chunk's own end state: exp(cum_end - cum_j) dt_j x_j G[c+1].
+        dB_head = tl.zeros((BLOCK_M, BLOCK_STATE), dtype=tl.float32)
+        for dim_start in range(0, headdim, BLOCK_DIM):
+            p = dim_start + tl.arange(0, BLOCK_DIM)
+            x_tile = tl.load(x_base + cols[:, None] * stride_x_seq + p[None, :] * stride_x_dim,
+                             mask=col_mask[:, None] & (p[None, :] < headdim), other=0.0)
+            grad_tile = tl.load(grad_base + p[:, None] * d_state + n[None, :],
+                                mask=(p[:, None] < headdim) & state_mask[None, :], other=0.0)
+            dB_head += tl.dot(x_tile, grad_tile.to(x_tile.dtype), input_precision=PRECISION)
+        dB += dB_head * (tl.exp(cum_end - cum_cols) * dt_cols)[:, None]
+
+        # Within the chunk: W_ij over later steps i, times C_i.
+        for start in range(tl.program_id(1) * BLOCK_M, chunk_len, BLOCK_K):
+            i = start + tl.arange(0, BLOCK_K)
+            in_chunk = i < chunk_len
+            causal = (i[None, :] >= cols[:, None]) & in_chunk[None, :] & col_mask[:, None]
+            products = tl.zeros((BLOCK_M, BLOCK_K), dtype=tl.float32)
+            for dim_start in range(0, headdim, BLOCK_DIM):
+                p = dim_start + tl.arange(0, BLOCK_DIM)
+                x_tile = tl.load(x_base + cols[:, None] * stride_x_seq + p[None, :] * stride_x_dim,
+                                 mask=col_mask[:, None] & (p[None, :] < headdim), other=0.0)
+                dy_tile = tl.load(dy_base + i[None, :] * stride_dy_seq + p[:, None] * stride_dy_dim,
+                                  mask=in_chunk[None, :] & (p[:, None] < headdim), other=0.0)
+                products += tl.dot(x_tile, dy_tile, input_precision=PRECISION)
+            cum = tl.load(cum_ptr + decay_base + i, mask=in_chunk, other=0.0)
+            decay = tl.exp(tl.where(causal, cum[None, :] - cum_cols[:, None], float("-inf")))
+            weight = tl.where(causal, products * decay * dt_cols[:, None], 0.0)
+            C_tile = tl.load(C_base + i[:, None] * stride_C_seq + n[None, :] * stride_C_state,
+                             mask=in_chunk[:, None] & state_mask[None, :], other=0.0)
+            dB += tl.dot(weight.to(C_tile.dtype), C_tile, input_precision=PRECISION)
+    out = dB_ptr + split * stride_dB_split + batch * stride_dB_batch + (first + cols[:, None]) * stride_dB_seq
+    tl.store(out + group * stride_dB_group + n[None, :], dB, mask=col_mask[:, None] & state_mask[None, :])
+
+
+@triton.jit
+def gate_bwd_kernel(dy_ptr, z_ptr, ungated_ptr, dungated_ptr, dz_ptr, numel, WANT_DZ: tl.constexpr,
+                    BLOCK: tl.constexpr):
+    """y = u silu(z), elementwise over contiguous tensors: du = dy silu(z) (u's dtype) and dz = dy u silu'(z)."""
+    offsets = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offsets < numel
+    dy = tl.load(dy_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
+    z = tl.load(z_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
+    gate = tl.sigmoid(z)
+    tl.store(dungated_ptr + offsets, (dy * z * gate).to(dungated_ptr.dtype.element_ty), mask=mask)
+    if WANT_DZ:
+        ungated = tl.load(ungated_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
+        dz = dy * ungated * gate * (1.0 + z * (1.0 - gate))
+        tl.store(dz_ptr + offsets, dz.to(dz_ptr.dtype.element_ty), mask=mask)

@@ -1,0 +1,127 @@
+"""Tilings and launches of the SSD backward kernels (`ssd_bwd.py`)."""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import triton
+
+from .ssd_bwd import (chunk_scan_bwd_dB_kernel, chunk_scan_bwd_dC_kernel, chunk_scan_bwd_dx_kernel,
+                      gate_bwd_kernel, state_passing_bwd_kernel)
+from .ssd_launch import (NUM_WARPS, chunk_products, chunk_states, dot_precision, flat_state_tile, pass_states,
+                         strides_of, tile_side)
+
+GROUP_KERNEL_WARPS = 4  # dB / dC (H100, b8 L2048 48 heads: fwd+bwd 4.98 ms vs 5.42 with 8 warps)
+TARGET_PROGRAMS = 1024  # dB / dC split a group's heads over programs until about this many run (256: 5.56 ms,
+# 4096: 5.15, 1024: 4.98)
+GATE_BLOCK = 1024
+
+
+class SSDGradients(NamedTuple):
+    """Gradients of `ssd_forward`'s inputs (fp32 unless said): dx in x's dtype, ddt and the increments' (dt A,
+    whose within-chunk cumulative sums are cum) (batch, nheads, n_chunks, chunk_size), dB and dC (batch, L, ngroups,
+    d_state), dD (nheads, headdim) or None, and the initial state's (batch, nheads, headdim, d_state)."""
+    dx: torch.Tensor
+    ddt: torch.Tensor
+    dincrements: torch.Tensor
+    dB: torch.Tensor
+    dC: torch.Tensor
+    dD: torch.Tensor | None
+    dinitial_state: torch.Tensor
+
+
+def head_splits(programs_per_split: int, heads_per_group: int) -> int:
+    """Heads per dB/dC program: as many as keep about TARGET_PROGRAMS programs running."""
+    splits = min(heads_per_group, max(1, triton.cdiv(TARGET_PROGRAMS, programs_per_split)))
+    return triton.cdiv(heads_per_group, splits)
+
+
+def ssd_backward(
+    x: torch.Tensor,
+    dt_chunks: torch.Tensor,
+    cum: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None,
+    dy: torch.Tensor,
+    dfinal_state: torch.Tensor | None,
+    initial_state: torch.Tensor | None,
+) -> SSDGradients:
+    """Inputs as in `ssd_forward` (without z); dy: (batch, L, nheads, headdim) in x's dtype, the gradient of y before
+    the gate; dfinal_state: fp32 contiguous, like the final state. The forward's chunk products and entering states
+    are recomputed."""
+    batch, seqlen, nheads, headdim = x.shape
+    ngroups, d_state = B.shape[2], B.shape[3]
+    n_chunks, chunk_size = dt_chunks.shape[2], dt_chunks.shape[3]
+    heads_per_group = nheads // ngroups
+    if B.stride() != C.stride():  # the dC kernel reads both with one set of strides
+        B, C = B.contiguous(), C.contiguous()
+    device, precision = x.device, dot_precision(x)
+    cb = chunk_products(C, B, n_chunks, chunk_size)
+    states = chunk_states(x, B, dt_chunks, cum)
+    final_state = pass_states(states, cum, initial_state)
+    grads = chunk_states(dy, C, dt_chunks, cum, to_end=False)
+
+    state_size = headdim * d_state
+    flat_tile = flat_state_tile(state_size)
+    n_flat_tiles = triton.cdiv(state_size, flat_tile)
+    dpassed = torch.empty(batch, nheads, n_chunks, n_flat_tiles, device=device, dtype=torch.float32)
+    dinitial_state = torch.empty_like(final_state)
+    state_passing_bwd_kernel[(batch * nheads, n_flat_tiles)](
+        grads, states, cum, grads if dfinal_state is None else dfinal_state, dinitial_state, dpassed,
+        n_chunks, chunk_size, nheads, state_size,
+        HAS_DFINAL=dfinal_state is not None, BLOCK=flat_tile, num_warps=NUM_WARPS)
+
+    step_tile, dim_tile, state_tile = tile_side(chunk_size, 64), tile_side(headdim, 64), tile_side(d_state, 64)
+    n_step_tiles, n_dim_tiles = triton.cdiv(chunk_size, step_tile), triton.cdiv(headdim, dim_tile)
+    dx = torch.empty_like(x)
+    ddt_parts = torch.zeros(2, n_dim_tiles, batch, nheads, n_chunks, chunk_size, device=device, dtype=torch.float32)
+    dD_parts = (torch.zeros(batch, n_chunks, n_step_tiles, nheads, headdim, device=device, dtype=torch.float32)
+                if D is not None else None)
+    chunk_scan_bwd_dx_kernel[(batch * n_chunks * nheads, n_step_tiles, n_dim_tiles)](
+        x, dy, B, cb, dt_chunks, cum, grads, x if D is None else D, dx, ddt_parts[0], ddt_parts[1],
+        ddt_parts if dD_parts is None else dD_parts,
+        seqlen, chunk_size, n_chunks, nheads, heads_per_group, ngroups, headdim, d_state,
+        *strides_of(x), *strides_of(dy), *strides_of(dx), *strides_of(B),
+        HAS_D=D is not None, BLOCK_M=step_tile, BLOCK_N=dim_tile, BLOCK_K=step_tile, BLOCK_STATE=state_tile,
+        PRECISION=precision, num_warps=NUM_WARPS)
+
+    full_state = max(16, triton.next_power_of_2(d_state))
+    group_step_tile = tile_side(chunk_size, 64 if full_state <= 128 else 32)
+    n_group_step_tiles = triton.cdiv(chunk_size, group_step_tile)
+    heads_per_split = head_splits(batch * n_chunks * ngroups * n_group_step_tiles, heads_per_group)
+    n_splits = triton.cdiv(heads_per_group, heads_per_split)
+    grid = (batch * n_chunks * ngroups * n_splits, n_group_step_tiles)
+    group_tiles = dict(BLOCK_M=group_step_tile, BLOCK_K=group_step_tile, BLOCK_DIM=dim_tile, BLOCK_STATE=full_state,
+                       PRECISION=precision, num_warps=GROUP_KERNEL_WARPS)
+    dC_parts = torch.empty(n_splits, batch, seqlen, ngroups, d_state, device=device, dtype=torch.float32)
+    dread = torch.zeros(batch, nheads, n_chunks, chunk_size, device=device, dtype=torch.float32)
+    dpairs = torch.zeros(n_group_step_tiles, *dread.shape, device=device, dtype=torch.float32)
+    chunk_scan_bwd_dC_kernel[grid](
+        x, dy, C, B, cb, dt_chunks, cum, states, dC_parts, dread, dpairs,
+        seqlen, chunk_size, n_chunks, nheads, heads_per_group, ngroups, headdim, d_state, heads_per_split,
+        *strides_of(x), *strides_of(dy), *strides_of(B), *strides_of(dC_parts)[:4], **group_tiles)
+    dB_parts = torch.empty_like(dC_parts)
+    chunk_scan_bwd_dB_kernel[grid](
+        x, dy, C, dt_chunks, cum, grads, dB_parts,
+        seqlen, chunk_size, n_chunks, nheads, heads_per_group, ngroups, headdim, d_state, heads_per_split,
+        *strides_of(x), *strides_of(dy), *strides_of(C), *strides_of(dB_parts)[:4], **group_tiles)
+
+    ddt, ddt_end = ddt_parts.sum(1)
+    through_end = dt_chunks * ddt_end  # exp(cum_end - cum_j): the increments after step j
+    dincrements = (dpairs.sum(0) + dread.flip(-1).cumsum(-1).flip(-1) + (through_end.cumsum(-1) - through_end)
+                   + dpassed.sum(-1, keepdim=True))
+    return SSDGradients(dx, ddt, dincrements, dB_parts.sum(0), dC_parts.sum(0),
+                        None if dD_parts is None else dD_parts.sum((0, 1, 2)), dinitial_state)
+
+
+def gate_backward(dy: torch.Tensor, z: torch.Tensor, ungated: torch.Tensor | None, dtype: torch.dtype
+                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """y = u silu(z): (du in `dtype`, dz in z's dtype or None when `ungated` (u) is None), both contiguous."""
+    dy, z = dy.contiguous(), z.contiguous()
+    dungated = torch.empty(dy.shape, device=dy.device, dtype=dtype)
+    dz = None if ungated is None else torch.empty_like(z)
+    gate_bwd_kernel[(triton.cdiv(dy.numel(), GATE_BLOCK),)](
+        dy, z, z if ungated is None else ungated.contiguous(), dungated, z if dz is None else dz, dy.numel(),
+        WANT_DZ=dz is not None, BLOCK=GATE_BLOCK, num_warps=NUM_WARPS)
+    return dungated, dz
