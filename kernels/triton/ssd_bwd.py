@@ -25,6 +25,8 @@ PyTorch. Matmul operands are in the input dtype (fp32 accumulation), as in the f
 import triton
 import triton.language as tl
 
+from .ssd_fwd import head_chunk_program
+
 
 @triton.jit
 def state_passing_bwd_kernel(
@@ -73,10 +75,7 @@ def chunk_scan_bwd_dx_kernel(
     """Grid (batch * n_chunks * nheads, step tiles, headdim tiles). ddt and ddt_end (the part of ddt through the
     chunk's end state): (headdim tiles, batch, nheads, n_chunks, chunk_size), and dD: (batch, n_chunks, step tiles,
     nheads, headdim), fp32 partial sums."""
-    pid = tl.program_id(0)
-    head = pid % nheads
-    chunk = (pid // nheads) % n_chunks
-    batch = (pid // (nheads * n_chunks)).to(tl.int64)
+    batch, chunk, head = head_chunk_program(nheads, n_chunks)
     group = head // heads_per_group
     chunk_len = tl.minimum(chunk_size, seqlen - chunk * chunk_size)
     if tl.program_id(1) * BLOCK_M >= chunk_len:
@@ -138,6 +137,21 @@ def chunk_scan_bwd_dx_kernel(
 
 
 @triton.jit
+def group_split_program(ngroups, n_chunks, heads_per_group, heads_per_split):
+    """(batch (int64), chunk, group, split, first head, end head) of a dB/dC program: its axis-0 id runs over
+    batch * n_chunks * ngroups * splits (split fastest), and it sums heads [first, end), a slice of the group's."""
+    pid = tl.program_id(0)
+    n_splits = tl.cdiv(heads_per_group, heads_per_split)
+    split = pid % n_splits
+    group = (pid // n_splits) % ngroups
+    chunk = (pid // (n_splits * ngroups)) % n_chunks
+    batch = (pid // (n_splits * ngroups * n_chunks)).to(tl.int64)
+    first_head = group * heads_per_group + split * heads_per_split
+    end_head = tl.minimum(first_head + heads_per_split, (group + 1) * heads_per_group)
+    return batch, chunk, group, split, first_head, end_head
+
+
+@triton.jit
 def chunk_scan_bwd_dC_kernel(
     x_ptr, dy_ptr, C_ptr, B_ptr, cb_ptr, dt_ptr, cum_ptr, states_ptr, dC_ptr, dread_ptr, dpairs_ptr,
     seqlen, chunk_size, n_chunks, nheads, heads_per_group, ngroups, headdim, d_state, heads_per_split,
@@ -152,12 +166,8 @@ def chunk_scan_bwd_dC_kernel(
     d_state) fp32 partial sums over each split's heads; dread: (batch, nheads, n_chunks, chunk_size), the read-out
     term exp(cum_i) dy_i . S[c] C_i; dpairs: (step tiles, batch, nheads, n_chunks, chunk_size), zeroed, each row
     tile's part of sum_{i >= t > j} M_ij (M_ij = W_ij CB_ij)."""
-    pid = tl.program_id(0)
-    n_splits = tl.cdiv(heads_per_group, heads_per_split)
-    split = pid % n_splits
-    group = (pid // n_splits) % ngroups
-    chunk = (pid // (n_splits * ngroups)) % n_chunks
-    batch = (pid // (n_splits * ngroups * n_chunks)).to(tl.int64)
+    batch, chunk, group, split, first_head, end_head = group_split_program(ngroups, n_chunks, heads_per_group,
+                                                                           heads_per_split)
     chunk_len = tl.minimum(chunk_size, seqlen - chunk * chunk_size)
     if tl.program_id(1) * BLOCK_M >= chunk_len:
         return
@@ -170,11 +180,9 @@ def chunk_scan_bwd_dC_kernel(
     C_rows = tl.load(C_ptr + BC_offset + rows[:, None] * stride_B_seq + n[None, :] * stride_B_state,
                      mask=row_mask[:, None] & state_mask[None, :], other=0.0)
     cb_base = cb_ptr + ((batch * n_chunks + chunk) * ngroups + group) * chunk_size * chunk_size
-    n_batches = tl.num_programs(0) // (n_splits * ngroups * n_chunks)
+    n_batches = tl.num_programs(0) // (tl.cdiv(heads_per_group, heads_per_split) * ngroups * n_chunks)
     dC = tl.zeros((BLOCK_M, BLOCK_STATE), dtype=tl.float32)
-    first_head = group * heads_per_group + split * heads_per_split
-    last_head = tl.minimum(first_head + heads_per_split, (group + 1) * heads_per_group)
-    for head in range(first_head, last_head):
+    for head in range(first_head, end_head):
         decay_base = ((batch * nheads + head) * n_chunks + chunk) * chunk_size
         cum_rows = tl.load(cum_ptr + decay_base + rows, mask=row_mask, other=0.0)
         dy_base = dy_ptr + batch * stride_dy_batch + first * stride_dy_seq + head * stride_dy_head
@@ -239,12 +247,8 @@ def chunk_scan_bwd_dB_kernel(
 ):
     """Grid (batch * n_chunks * ngroups * splits, step tiles). dB: (splits, batch, L, ngroups, d_state) fp32 partial
     sums over each split's heads."""
-    pid = tl.program_id(0)
-    n_splits = tl.cdiv(heads_per_group, heads_per_split)
-    split = pid % n_splits
-    group = (pid // n_splits) % ngroups
-    chunk = (pid // (n_splits * ngroups)) % n_chunks
-    batch = (pid // (n_splits * ngroups * n_chunks)).to(tl.int64)
+    batch, chunk, group, split, first_head, end_head = group_split_program(ngroups, n_chunks, heads_per_group,
+                                                                           heads_per_split)
     chunk_len = tl.minimum(chunk_size, seqlen - chunk * chunk_size)
     if tl.program_id(1) * BLOCK_M >= chunk_len:
         return
@@ -255,9 +259,7 @@ def chunk_scan_bwd_dB_kernel(
     first = chunk.to(tl.int64) * chunk_size
     C_base = C_ptr + batch * stride_C_batch + first * stride_C_seq + group * stride_C_group
     dB = tl.zeros((BLOCK_M, BLOCK_STATE), dtype=tl.float32)
-    first_head = group * heads_per_group + split * heads_per_split
-    last_head = tl.minimum(first_head + heads_per_split, (group + 1) * heads_per_group)
-    for head in range(first_head, last_head):
+    for head in range(first_head, end_head):
         decay_base = ((batch * nheads + head) * n_chunks + chunk) * chunk_size
         cum_cols = tl.load(cum_ptr + decay_base + cols, mask=col_mask, other=0.0)
         dt_cols = tl.load(dt_ptr + decay_base + cols, mask=col_mask, other=0.0)

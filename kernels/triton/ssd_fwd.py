@@ -18,6 +18,13 @@ import triton.language as tl
 
 
 @triton.jit
+def head_chunk_program(nheads, n_chunks):
+    """(batch (int64), chunk, head) of a program whose axis-0 id runs over batch * n_chunks * nheads, head fastest."""
+    pid = tl.program_id(0)
+    return (pid // (nheads * n_chunks)).to(tl.int64), (pid // nheads) % n_chunks, pid % nheads
+
+
+@triton.jit
 def chunk_cb_kernel(
     C_ptr, B_ptr, cb_ptr, seqlen, chunk_size, n_chunks, ngroups, d_state,
     stride_C_batch, stride_C_seq, stride_C_group, stride_C_state,
@@ -61,10 +68,7 @@ def chunk_state_kernel(
     TO_END: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     PRECISION: tl.constexpr,
 ):
-    pid = tl.program_id(0)
-    head = pid % nheads
-    chunk = (pid // nheads) % n_chunks
-    batch = (pid // (nheads * n_chunks)).to(tl.int64)
+    batch, chunk, head = head_chunk_program(nheads, n_chunks)
     chunk_len = tl.minimum(chunk_size, seqlen - chunk * chunk_size)
     dims = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
     n = tl.program_id(2) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -129,10 +133,7 @@ def chunk_scan_kernel(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, STORE_UNGATED: tl.constexpr, BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_STATE: tl.constexpr, PRECISION: tl.constexpr,
 ):
-    pid = tl.program_id(0)
-    head = pid % nheads
-    chunk = (pid // nheads) % n_chunks
-    batch = (pid // (nheads * n_chunks)).to(tl.int64)
+    batch, chunk, head = head_chunk_program(nheads, n_chunks)
     group = head // heads_per_group
     chunk_len = tl.minimum(chunk_size, seqlen - chunk * chunk_size)
     if tl.program_id(1) * BLOCK_M >= chunk_len:
