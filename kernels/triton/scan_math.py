@@ -26,6 +26,12 @@ def sigmoid(x):
 
 
 @triton.jit
+def silu_gate_grads(dy, ungated, z, z_sigmoid):
+    """y = u silu(z): (du, dz) from dy, u, z and sigmoid(z) (each caller brings its own sigmoid)."""
+    return dy * z * z_sigmoid, dy * ungated * z_sigmoid * (1.0 + z * (1.0 - z_sigmoid))
+
+
+@triton.jit
 def load_masked(pointer, mask, MASKED: tl.constexpr, other):
     """tl.load with `mask` only when MASKED (unmasked loads skip the predicate and the zero fill)."""
     if MASKED:

@@ -21,7 +21,7 @@ import triton
 import triton.language as tl
 
 from .scan_math import (LOG2E, linear_recurrence_combine, load_channel_parameters, load_masked, segment_slot,
-                        sigmoid, softplus)
+                        sigmoid, silu_gate_grads, softplus)
 
 
 @triton.jit
@@ -126,13 +126,11 @@ def selective_scan_bwd_kernel(
         dy_pre = dy
         if HAS_Z:
             z = load_masked(z_row + time, in_seq, not EVEN_L, 0.0).to(tl.float32)
-            z_sigmoid = sigmoid(z)
             y_pre = tl.sum(states * C, axis=1, keep_dims=True)
             if HAS_D:
                 y_pre = y_pre + skip * u
-            dz = dy * y_pre * z_sigmoid * (1.0 + z * (1.0 - z_sigmoid))
+            dy_pre, dz = silu_gate_grads(dy, y_pre, z, sigmoid(z))
             _store_rows(dz_ptr + grad_offset + time, dz, in_seq, not EVEN_L)
-            dy_pre = dy * z * z_sigmoid
         if HAS_D:
             dD_acc += tl.sum(dy_pre * u, axis=2, keep_dims=True)
         bc_time_offset = bc_offset + time

@@ -2,7 +2,7 @@
 
 Forward and backward are hand-written Triton kernels (`ssd_fwd.py`, `ssd_bwd.py`, JIT-compiled at first use); the
 backward recomputes the forward's chunk products and states, and only the step sizes (softplus, bias, limit) and
-their within-chunk cumulative sums go through PyTorch autograd. Where the Triton kernels cannot run (CPU tensors
+the increments dt*A (whose within-chunk cumulative sums are the log decays) go through PyTorch autograd. Where the Triton kernels cannot run (CPU tensors
 outside Triton's interpreter, fp64, or inside an outer `torch.compile` graph) the whole call is the PyTorch
 decomposition `ssd_blocks`, compiled by `torch.compile` where it can be (nothing is built at install time).
 """
@@ -67,10 +67,9 @@ class SSDFunction(torch.autograd.Function):
     def forward(ctx, x, dt, A, B, C, D, z, dt_bias, initial_state, dt_softplus, chunk_size, dt_limit):
         options = dict(dt_softplus=dt_softplus, chunk_size=chunk_size, dt_limit=dt_limit)
         dt_chunks, increments = _chunk_increments(dt, A, dt_bias, **options)
-        y, final_state, ungated = ssd_forward(
-            x, dt_chunks.contiguous(), increments.cumsum(-1).contiguous(), B.to(x.dtype), C.to(x.dtype),
-            _per_channel(D, x), z, None if initial_state is None else initial_state.float().contiguous(),
-            store_ungated=z is not None and ctx.needs_input_grad[6])
+        dt_k, cum, B_k, C_k, D_k, initial_k = _kernel_operands(x, dt_chunks, increments, B, C, D, initial_state)
+        y, final_state, ungated = ssd_forward(x, dt_k, cum, B_k, C_k, D_k, z, initial_k,
+                                              store_ungated=z is not None and ctx.needs_input_grad[6])
         ctx.set_materialize_grads(False)  # an unused output (often the final state) gets no zero gradient
         ctx.save_for_backward(x, dt, A, B, C, D, z, dt_bias, initial_state, ungated)
         ctx.options = options
@@ -88,11 +87,9 @@ class SSDFunction(torch.autograd.Function):
         dz = None
         if z is not None:
             dy, dz = gate_backward(dy, z, ungated if needs[6] else None, x.dtype)
-        grads = ssd_backward(x, dt_chunks.detach().contiguous(), increments.detach().cumsum(-1).contiguous(),
-                             B.to(x.dtype),
-                             C.to(x.dtype), _per_channel(D, x), dy.to(x.dtype),
-                             None if dfinal_state is None else dfinal_state.float().contiguous(),
-                             None if initial_state is None else initial_state.float().contiguous())
+        dt_k, cum, B_k, C_k, D_k, initial_k = _kernel_operands(x, dt_chunks, increments, B, C, D, initial_state)
+        grads = ssd_backward(x, dt_k, cum, B_k, C_k, D_k, dy.to(x.dtype),
+                             None if dfinal_state is None else dfinal_state.float().contiguous(), initial_k)
         step_leaves = [t for t in (dt, A, dt_bias) if t is not None and t.requires_grad]
         pairs = [(out, grad) for out, grad in ((dt_chunks, grads.ddt), (increments, grads.dincrements))
                  if out.requires_grad]
@@ -116,10 +113,16 @@ def _chunk_increments(dt: torch.Tensor, A: torch.Tensor, dt_bias: torch.Tensor |
     return dt, dt * A.float()[:, None, None]
 
 
-def _per_channel(D: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | None:
-    """D (nheads,) or (nheads, headdim) -> (nheads, headdim) fp32 contiguous."""
+def _kernel_operands(x: torch.Tensor, dt_chunks: torch.Tensor, increments: torch.Tensor, B: torch.Tensor,
+                     C: torch.Tensor, D: torch.Tensor | None, initial_state: torch.Tensor | None) -> tuple:
+    """The layouts `ssd_forward` / `ssd_backward` take, detached: (dt, cum) fp32 contiguous (cum the within-chunk
+    cumulative sums of the increments), B and C in x's dtype, D as (nheads, headdim) fp32 contiguous or None, the
+    initial state fp32 contiguous or None."""
     nheads, headdim = x.shape[2], x.shape[3]
-    return None if D is None else D.detach().float().reshape(nheads, -1).expand(nheads, headdim).contiguous()
+    D = None if D is None else D.detach().float().reshape(nheads, -1).expand(nheads, headdim).contiguous()
+    initial_state = None if initial_state is None else initial_state.detach().float().contiguous()
+    return (dt_chunks.detach().contiguous(), increments.detach().cumsum(-1).contiguous(), B.detach().to(x.dtype),
+            C.detach().to(x.dtype), D, initial_state)
 
 
 def ssd_triton(

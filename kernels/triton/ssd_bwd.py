@@ -25,6 +25,7 @@ PyTorch. Matmul operands are in the input dtype (fp32 accumulation), as in the f
 import triton
 import triton.language as tl
 
+from .scan_math import silu_gate_grads
 from .ssd_fwd import head_chunk_program
 
 
@@ -310,9 +311,11 @@ def gate_bwd_kernel(dy_ptr, z_ptr, ungated_ptr, dungated_ptr, dz_ptr, numel, WAN
     mask = offsets < numel
     dy = tl.load(dy_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
     z = tl.load(z_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
-    gate = tl.sigmoid(z)
-    tl.store(dungated_ptr + offsets, (dy * z * gate).to(dungated_ptr.dtype.element_ty), mask=mask)
     if WANT_DZ:
         ungated = tl.load(ungated_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
-        dz = dy * ungated * gate * (1.0 + z * (1.0 - gate))
+    else:
+        ungated = tl.zeros_like(dy)  # dz is not stored
+    dungated, dz = silu_gate_grads(dy, ungated, z, tl.sigmoid(z))
+    tl.store(dungated_ptr + offsets, dungated.to(dungated_ptr.dtype.element_ty), mask=mask)
+    if WANT_DZ:
         tl.store(dz_ptr + offsets, dz.to(dz_ptr.dtype.element_ty), mask=mask)
