@@ -6,19 +6,21 @@ With the forward's cb and entering states recomputed, and dS_in[c] = sum_i exp(c
 `chunk_state_kernel(TO_END=False)`:
 1. `state_passing_bwd_kernel`: the recurrence over chunks run backwards, G[c] = dS_in[c] + exp(cum_end[c]) G[c+1]
    (G[n_chunks] = gradient of the final state), in place: dS_in[c] becomes G[c+1], the gradient of the state chunk
-   c adds at its end. G[0] is the gradient of the initial state. Also <G[c+1], exp(cum_end[c]) S[c]>, which every
-   increment of chunk c gets.
+   c adds at its end. G[0] is the gradient of the initial state. Then, in parallel over chunks,
+   `passed_state_grads_kernel`: <G[c+1], exp(cum_end[c]) S[c]>, which every increment of chunk c gets (a reduction
+   inside the sequential loop would put a block-wide sum on its critical path).
 2. `chunk_scan_bwd_dx_kernel`: r_j = exp(cum_end - cum_j) B_j G[c+1]^T + sum_{i >= j} CB_ij exp(cum_i - cum_j) dy_i;
    dx_j = dt_j r_j + D dy_j, d dt_j = x_j . r_j (its first term apart: the increments after j get dt_j times it),
    and partial sums of dy * x for dD.
-3. `chunk_scan_bwd_dC_kernel`: dC_i = exp(cum_i) dy_i S[c] + sum_{j <= i} W_ij B_j with W_ij = (dy_i . x_j)
-   exp(cum_i - cum_j) dt_j, summed over a slice of the group's heads. Per head it also gives the increments'
-   gradient terms: exp(cum_i) dy_i . S[c] C_i (to every increment up to i) and sum_{i >= t > j} M_ij with
-   M_ij = W_ij CB_ij, summed straight from the pair products: taking d cum_i = sum_j M_ij and d cum_j = -sum_i M_ij
-   apart and cumulating them would cancel, and in bf16 lose the small difference.
-4. `chunk_scan_bwd_dB_kernel`: dB_j = sum_{i >= j} W_ij C_i + exp(cum_end - cum_j) dt_j x_j G[c+1], summed over a
-   slice of the group's heads.
-5. `gate_bwd_kernel`: the z gate, elementwise.
+3. `chunk_pairs_bwd_kernel`: per head, W_ij = (dy_i . x_j) exp(cum_i - cum_j) dt_j for j <= i, stored summed over a
+   slice of the group's heads (B and C are shared by the group, so the products with them are taken once per
+   slice, not per head). Per head it also gives sum_{i >= t > j} M_ij with M_ij = W_ij CB_ij, the increments'
+   gradient through the pairs, summed straight from the pair products: taking d cum_i = sum_j M_ij and
+   d cum_j = -sum_i M_ij apart and cumulating them would cancel, and in bf16 lose the small difference.
+4. `chunk_scan_bwd_dC_kernel`: dC_i = sum_h exp(cum_i) dy_i S[c] + sum_{j <= i} W_ij B_j, and per head the read-out
+   term exp(cum_i) dy_i . S[c] C_i that every increment up to i gets.
+5. `chunk_scan_bwd_dB_kernel`: dB_j = sum_h exp(cum_end - cum_j) dt_j x_j G[c+1] + sum_{i >= j} W_ij C_i.
+6. `gate_bwd_kernel`: the z gate, elementwise.
 The caller adds up the increments' gradient and backpropagates dt and the increments through the step sizes in
 PyTorch. Matmul operands are in the input dtype (fp32 accumulation), as in the forward.
 """
@@ -31,16 +33,14 @@ from .ssd_fwd import head_chunk_program
 
 @triton.jit
 def state_passing_bwd_kernel(
-    grads_ptr, states_ptr, cum_ptr, dfinal_ptr, dinitial_ptr, dpassed_ptr, n_chunks, chunk_size, nheads, state_size,
+    grads_ptr, cum_ptr, dfinal_ptr, dinitial_ptr, n_chunks, chunk_size, nheads, state_size,
     HAS_DFINAL: tl.constexpr, BLOCK: tl.constexpr,
 ):
-    """Grid (batch * nheads, state tiles). dpassed: (batch, nheads, n_chunks, state tiles) fp32 partial sums of
-    <G[c+1], exp(cum_end[c]) S[c]>."""
+    """Grid (batch * nheads, state tiles)."""
     pid = tl.program_id(0)
-    tile = tl.program_id(1)
     head = pid % nheads
     batch = (pid // nheads).to(tl.int64)
-    offsets = tile * BLOCK + tl.arange(0, BLOCK)
+    offsets = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     mask = offsets < state_size
     own = (batch * nheads + head) * state_size + offsets
     if HAS_DFINAL:
@@ -48,18 +48,32 @@ def state_passing_bwd_kernel(
     else:
         grad = tl.zeros((BLOCK,), dtype=tl.float32)
     cum_end = cum_ptr + (batch * nheads + head) * n_chunks * chunk_size + chunk_size - 1
-    n_tiles = tl.num_programs(1)
     for step in range(0, n_chunks):
         chunk = n_chunks - 1 - step
-        pointer = ((batch * n_chunks + chunk) * nheads + head) * state_size + offsets
-        decay = tl.exp(tl.load(cum_end + chunk * chunk_size))
-        entering = tl.load(states_ptr + pointer, mask=mask, other=0.0)
-        tl.store(dpassed_ptr + ((batch * nheads + head) * n_chunks + chunk) * n_tiles + tile,
-                 decay * tl.sum(grad * entering, axis=0))
-        direct = tl.load(grads_ptr + pointer, mask=mask, other=0.0)
-        tl.store(grads_ptr + pointer, grad, mask=mask)
-        grad = decay * grad + direct
+        pointer = grads_ptr + ((batch * n_chunks + chunk) * nheads + head) * state_size + offsets
+        direct = tl.load(pointer, mask=mask, other=0.0)
+        tl.store(pointer, grad, mask=mask)
+        grad = tl.exp(tl.load(cum_end + chunk * chunk_size)) * grad + direct
     tl.store(dinitial_ptr + own, grad, mask=mask)
+
+
+@triton.jit
+def passed_state_grads_kernel(
+    grads_ptr, states_ptr, cum_ptr, dpassed_ptr, n_chunks, chunk_size, nheads, state_size, BLOCK: tl.constexpr,
+):
+    """Grid (batch * n_chunks * nheads, state tiles), after `state_passing_bwd_kernel`: dpassed (batch, nheads,
+    n_chunks, state tiles) fp32, partial sums of <G[c+1], exp(cum_end[c]) S[c]>, which every increment of chunk c
+    gets (the state S[c] passes through the whole chunk)."""
+    batch, chunk, head = head_chunk_program(nheads, n_chunks)
+    tile = tl.program_id(1)
+    offsets = tile * BLOCK + tl.arange(0, BLOCK)
+    mask = offsets < state_size
+    pointer = ((batch * n_chunks + chunk) * nheads + head) * state_size + offsets
+    grad = tl.load(grads_ptr + pointer, mask=mask, other=0.0)
+    entering = tl.load(states_ptr + pointer, mask=mask, other=0.0)
+    row = (batch * nheads + head) * n_chunks + chunk
+    decay = tl.exp(tl.load(cum_ptr + row * chunk_size + chunk_size - 1))
+    tl.store(dpassed_ptr + row * tl.num_programs(1) + tile, decay * tl.sum(grad * entering, axis=0))
 
 
 @triton.jit
@@ -153,20 +167,91 @@ def group_split_program(ngroups, n_chunks, heads_per_group, heads_per_split):
 
 
 @triton.jit
-def chunk_scan_bwd_dC_kernel(
-    x_ptr, dy_ptr, C_ptr, B_ptr, cb_ptr, dt_ptr, cum_ptr, states_ptr, dC_ptr, dread_ptr, dpairs_ptr,
-    seqlen, chunk_size, n_chunks, nheads, heads_per_group, ngroups, headdim, d_state, heads_per_split,
+def pair_weights_offset(batch, chunk, group, split, n_chunks, ngroups, heads_per_group, heads_per_split, chunk_size):
+    """Offset of the (chunk_size, chunk_size) block of summed pair weights W of (split, batch, chunk, group) in a
+    (splits, batch, n_chunks, ngroups, chunk_size, chunk_size) buffer, from a dB/dC/pairs program."""
+    n_batches = tl.num_programs(0) // (tl.cdiv(heads_per_group, heads_per_split) * ngroups * n_chunks)
+    return (((split * n_batches + batch) * n_chunks + chunk) * ngroups + group) * chunk_size * chunk_size
+
+
+@triton.jit
+def chunk_pairs_bwd_kernel(
+    x_ptr, dy_ptr, cb_ptr, dt_ptr, cum_ptr, W_ptr, dpairs_ptr,
+    seqlen, chunk_size, n_chunks, nheads, heads_per_group, ngroups, headdim, heads_per_split,
     stride_x_batch, stride_x_seq, stride_x_head, stride_x_dim,
+    stride_dy_batch, stride_dy_seq, stride_dy_head, stride_dy_dim,
+    BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_DIM: tl.constexpr, BLOCK_HEADS: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
+    """Grid (batch * n_chunks * ngroups * splits, step tiles). W: (splits, batch, n_chunks, ngroups, chunk_size,
+    chunk_size) in x's dtype, sum_h W_ij over each split's heads for every tile on or below the diagonal (zero above
+    it); dpairs: (step tiles, batch, nheads, n_chunks, chunk_size), zeroed, each row tile's part of
+    sum_{i >= t > j} M_ij. BLOCK_HEADS >= heads_per_split."""
+    batch, chunk, group, split, first_head, end_head = group_split_program(ngroups, n_chunks, heads_per_group,
+                                                                           heads_per_split)
+    chunk_len = tl.minimum(chunk_size, seqlen - chunk * chunk_size)
+    if tl.program_id(1) * BLOCK_M >= chunk_len:
+        return
+    rows = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)  # steps i
+    row_mask = rows < chunk_len
+    first = chunk.to(tl.int64) * chunk_size
+    n_batches = tl.num_programs(0) // (tl.cdiv(heads_per_group, heads_per_split) * ngroups * n_chunks)
+    cb_base = cb_ptr + ((batch * n_chunks + chunk) * ngroups + group) * chunk_size * chunk_size
+    W_base = W_ptr + pair_weights_offset(batch, chunk, group, split, n_chunks, ngroups, heads_per_group,
+                                         heads_per_split, chunk_size)
+    pairs_tile = dpairs_ptr + tl.program_id(1) * n_batches * nheads * n_chunks * chunk_size
+    slots = tl.arange(0, BLOCK_HEADS)
+    earlier = tl.zeros((BLOCK_HEADS, BLOCK_M), dtype=tl.float32)  # per head and row i: sum of M_ij over past tiles
+    end = tl.minimum(tl.program_id(1) * BLOCK_M + BLOCK_M, chunk_len)
+    for start in range(0, end, BLOCK_K):
+        j = start + tl.arange(0, BLOCK_K)
+        in_chunk = j < chunk_len
+        causal = (j[None, :] <= rows[:, None]) & in_chunk[None, :] & row_mask[:, None]
+        cb = tl.load(cb_base + rows[:, None] * chunk_size + j[None, :], mask=causal, other=0.0)
+        weights = tl.zeros((BLOCK_M, BLOCK_K), dtype=tl.float32)
+        for head in range(first_head, end_head):
+            decay_base = ((batch * nheads + head) * n_chunks + chunk) * chunk_size
+            dy_base = dy_ptr + batch * stride_dy_batch + first * stride_dy_seq + head * stride_dy_head
+            x_base = x_ptr + batch * stride_x_batch + first * stride_x_seq + head * stride_x_head
+            products = tl.zeros((BLOCK_M, BLOCK_K), dtype=tl.float32)
+            for dim_start in range(0, headdim, BLOCK_DIM):
+                p = dim_start + tl.arange(0, BLOCK_DIM)
+                dy_tile = tl.load(dy_base + rows[:, None] * stride_dy_seq + p[None, :] * stride_dy_dim,
+                                  mask=row_mask[:, None] & (p[None, :] < headdim), other=0.0)
+                x_tile = tl.load(x_base + j[None, :] * stride_x_seq + p[:, None] * stride_x_dim,
+                                 mask=in_chunk[None, :] & (p[:, None] < headdim), other=0.0)
+                products += tl.dot(dy_tile, x_tile, input_precision=PRECISION)
+            cum_rows = tl.load(cum_ptr + decay_base + rows, mask=row_mask, other=0.0)
+            cum = tl.load(cum_ptr + decay_base + j, mask=in_chunk, other=0.0)
+            dt = tl.load(dt_ptr + decay_base + j, mask=in_chunk, other=0.0)
+            decay = tl.exp(tl.where(causal, cum_rows[:, None] - cum[None, :], float("-inf")))
+            weight = tl.where(causal, products * decay * dt[None, :], 0.0)
+            weights += weight
+            # The gradient of the increment at step t takes sum_{j < t} M_ij from every row i >= t: per head and
+            # row, a running sum over j.
+            pairs = weight * cb
+            slot = slots[:, None] == head - first_head
+            head_earlier = tl.sum(tl.where(slot, earlier, 0.0), axis=0)
+            before = head_earlier[:, None] + tl.cumsum(pairs, axis=1) - pairs
+            tl.store(pairs_tile + decay_base + j, tl.sum(tl.where(causal, before, 0.0), axis=0), mask=in_chunk)
+            earlier = tl.where(slot, (head_earlier + tl.sum(pairs, axis=1))[None, :], earlier)
+        tl.store(W_base + rows[:, None] * chunk_size + j[None, :], weights.to(W_ptr.dtype.element_ty),
+                 mask=row_mask[:, None] & in_chunk[None, :])
+
+
+@triton.jit
+def chunk_scan_bwd_dC_kernel(
+    dy_ptr, C_ptr, B_ptr, cum_ptr, states_ptr, W_ptr, dC_ptr, dread_ptr,
+    seqlen, chunk_size, n_chunks, nheads, heads_per_group, ngroups, headdim, d_state, heads_per_split,
     stride_dy_batch, stride_dy_seq, stride_dy_head, stride_dy_dim,
     stride_B_batch, stride_B_seq, stride_B_group, stride_B_state,
     stride_dC_split, stride_dC_batch, stride_dC_seq, stride_dC_group,
     BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_DIM: tl.constexpr, BLOCK_STATE: tl.constexpr,
     PRECISION: tl.constexpr,
 ):
-    """Grid (batch * n_chunks * ngroups * splits, step tiles). C and B share strides. dC: (splits, batch, L, ngroups,
-    d_state) fp32 partial sums over each split's heads; dread: (batch, nheads, n_chunks, chunk_size), the read-out
-    term exp(cum_i) dy_i . S[c] C_i; dpairs: (step tiles, batch, nheads, n_chunks, chunk_size), zeroed, each row
-    tile's part of sum_{i >= t > j} M_ij (M_ij = W_ij CB_ij)."""
+    """Grid and splits as `chunk_pairs_bwd_kernel`'s, whose W it reads. C and B share strides. dC: (splits, batch,
+    L, ngroups, d_state) fp32 partial sums over each split's heads; dread: (batch, nheads, n_chunks, chunk_size),
+    the read-out term exp(cum_i) dy_i . S[c] C_i."""
     batch, chunk, group, split, first_head, end_head = group_split_program(ngroups, n_chunks, heads_per_group,
                                                                            heads_per_split)
     chunk_len = tl.minimum(chunk_size, seqlen - chunk * chunk_size)
@@ -180,18 +265,12 @@ def chunk_scan_bwd_dC_kernel(
     BC_offset = batch * stride_B_batch + first * stride_B_seq + group * stride_B_group
     C_rows = tl.load(C_ptr + BC_offset + rows[:, None] * stride_B_seq + n[None, :] * stride_B_state,
                      mask=row_mask[:, None] & state_mask[None, :], other=0.0)
-    cb_base = cb_ptr + ((batch * n_chunks + chunk) * ngroups + group) * chunk_size * chunk_size
-    n_batches = tl.num_programs(0) // (tl.cdiv(heads_per_group, heads_per_split) * ngroups * n_chunks)
     dC = tl.zeros((BLOCK_M, BLOCK_STATE), dtype=tl.float32)
-    for head in range(first_head, end_head):
+    for head in range(first_head, end_head):  # the entering state read out: exp(cum_i) dy_i S[c]
         decay_base = ((batch * nheads + head) * n_chunks + chunk) * chunk_size
         cum_rows = tl.load(cum_ptr + decay_base + rows, mask=row_mask, other=0.0)
         dy_base = dy_ptr + batch * stride_dy_batch + first * stride_dy_seq + head * stride_dy_head
-        x_base = x_ptr + batch * stride_x_batch + first * stride_x_seq + head * stride_x_head
         state_base = states_ptr + ((batch * n_chunks + chunk) * nheads + head) * headdim * d_state
-        pairs_base = dpairs_ptr + tl.program_id(1) * n_batches * nheads * n_chunks * chunk_size + decay_base
-
-        # The entering state read out: exp(cum_i) dy_i S[c].
         read = tl.zeros((BLOCK_M, BLOCK_STATE), dtype=tl.float32)
         for dim_start in range(0, headdim, BLOCK_DIM):
             p = dim_start + tl.arange(0, BLOCK_DIM)
@@ -204,50 +283,34 @@ def chunk_scan_bwd_dC_kernel(
         tl.store(dread_ptr + decay_base + rows, tl.sum(read * C_rows.to(tl.float32), axis=1), mask=row_mask)
         dC += read
 
-        # Within the chunk: W_ij = (dy_i . x_j) exp(cum_i - cum_j) dt_j over earlier steps j, times B_j. The gradient
-        # of the increment at step t takes sum_{j < t} M_ij from every row i >= t: per row, a running sum over j.
-        end = tl.minimum(tl.program_id(1) * BLOCK_M + BLOCK_M, chunk_len)
-        earlier = tl.zeros((BLOCK_M,), dtype=tl.float32)
-        for start in range(0, end, BLOCK_K):
-            j = start + tl.arange(0, BLOCK_K)
-            in_chunk = j < chunk_len
-            causal = (j[None, :] <= rows[:, None]) & in_chunk[None, :] & row_mask[:, None]
-            products = tl.zeros((BLOCK_M, BLOCK_K), dtype=tl.float32)
-            for dim_start in range(0, headdim, BLOCK_DIM):
-                p = dim_start + tl.arange(0, BLOCK_DIM)
-                dy_tile = tl.load(dy_base + rows[:, None] * stride_dy_seq + p[None, :] * stride_dy_dim,
-                                  mask=row_mask[:, None] & (p[None, :] < headdim), other=0.0)
-                x_tile = tl.load(x_base + j[None, :] * stride_x_seq + p[:, None] * stride_x_dim,
-                                 mask=in_chunk[None, :] & (p[:, None] < headdim), other=0.0)
-                products += tl.dot(dy_tile, x_tile, input_precision=PRECISION)
-            cum = tl.load(cum_ptr + decay_base + j, mask=in_chunk, other=0.0)
-            dt = tl.load(dt_ptr + decay_base + j, mask=in_chunk, other=0.0)
-            decay = tl.exp(tl.where(causal, cum_rows[:, None] - cum[None, :], float("-inf")))
-            weight = tl.where(causal, products * decay * dt[None, :], 0.0)
-            pairs = weight * tl.load(cb_base + rows[:, None] * chunk_size + j[None, :], mask=causal, other=0.0)
-            before = earlier[:, None] + tl.cumsum(pairs, axis=1) - pairs
-            tl.store(pairs_base + j, tl.sum(tl.where(causal, before, 0.0), axis=0), mask=in_chunk)
-            earlier += tl.sum(pairs, axis=1)
-            B_tile = tl.load(B_ptr + BC_offset + j[:, None] * stride_B_seq + n[None, :] * stride_B_state,
-                             mask=in_chunk[:, None] & state_mask[None, :], other=0.0)
-            dC += tl.dot(weight.to(B_tile.dtype), B_tile, input_precision=PRECISION)
+    # Within the chunk, once for the split's heads: sum_{j <= i} W_ij B_j.
+    W_base = W_ptr + pair_weights_offset(batch, chunk, group, split, n_chunks, ngroups, heads_per_group,
+                                         heads_per_split, chunk_size)
+    end = tl.minimum(tl.program_id(1) * BLOCK_M + BLOCK_M, chunk_len)
+    for start in range(0, end, BLOCK_K):
+        j = start + tl.arange(0, BLOCK_K)
+        in_chunk = j < chunk_len
+        W_tile = tl.load(W_base + rows[:, None] * chunk_size + j[None, :],
+                         mask=(j[None, :] <= rows[:, None]) & in_chunk[None, :] & row_mask[:, None], other=0.0)
+        B_tile = tl.load(B_ptr + BC_offset + j[:, None] * stride_B_seq + n[None, :] * stride_B_state,
+                         mask=in_chunk[:, None] & state_mask[None, :], other=0.0)
+        dC += tl.dot(W_tile.to(B_tile.dtype), B_tile, input_precision=PRECISION)
     out = dC_ptr + split * stride_dC_split + batch * stride_dC_batch + (first + rows[:, None]) * stride_dC_seq
     tl.store(out + group * stride_dC_group + n[None, :], dC, mask=row_mask[:, None] & state_mask[None, :])
 
 
 @triton.jit
 def chunk_scan_bwd_dB_kernel(
-    x_ptr, dy_ptr, C_ptr, dt_ptr, cum_ptr, grads_ptr, dB_ptr,
+    x_ptr, C_ptr, dt_ptr, cum_ptr, grads_ptr, W_ptr, dB_ptr,
     seqlen, chunk_size, n_chunks, nheads, heads_per_group, ngroups, headdim, d_state, heads_per_split,
     stride_x_batch, stride_x_seq, stride_x_head, stride_x_dim,
-    stride_dy_batch, stride_dy_seq, stride_dy_head, stride_dy_dim,
     stride_C_batch, stride_C_seq, stride_C_group, stride_C_state,
     stride_dB_split, stride_dB_batch, stride_dB_seq, stride_dB_group,
     BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_DIM: tl.constexpr, BLOCK_STATE: tl.constexpr,
     PRECISION: tl.constexpr,
 ):
-    """Grid (batch * n_chunks * ngroups * splits, step tiles). dB: (splits, batch, L, ngroups, d_state) fp32 partial
-    sums over each split's heads."""
+    """Grid and splits as `chunk_pairs_bwd_kernel`'s, whose W it reads. dB: (splits, batch, L, ngroups, d_state)
+    fp32 partial sums over each split's heads."""
     batch, chunk, group, split, first_head, end_head = group_split_program(ngroups, n_chunks, heads_per_group,
                                                                            heads_per_split)
     chunk_len = tl.minimum(chunk_size, seqlen - chunk * chunk_size)
@@ -260,16 +323,13 @@ def chunk_scan_bwd_dB_kernel(
     first = chunk.to(tl.int64) * chunk_size
     C_base = C_ptr + batch * stride_C_batch + first * stride_C_seq + group * stride_C_group
     dB = tl.zeros((BLOCK_M, BLOCK_STATE), dtype=tl.float32)
-    for head in range(first_head, end_head):
+    for head in range(first_head, end_head):  # the chunk's own end state: exp(cum_end - cum_j) dt_j x_j G[c+1]
         decay_base = ((batch * nheads + head) * n_chunks + chunk) * chunk_size
         cum_cols = tl.load(cum_ptr + decay_base + cols, mask=col_mask, other=0.0)
         dt_cols = tl.load(dt_ptr + decay_base + cols, mask=col_mask, other=0.0)
         cum_end = tl.load(cum_ptr + decay_base + chunk_size - 1)
-        dy_base = dy_ptr + batch * stride_dy_batch + first * stride_dy_seq + head * stride_dy_head
         x_base = x_ptr + batch * stride_x_batch + first * stride_x_seq + head * stride_x_head
         grad_base = grads_ptr + ((batch * n_chunks + chunk) * nheads + head) * headdim * d_state
-
-        # The chunk's own end state: exp(cum_end - cum_j) dt_j x_j G[c+1].
         dB_head = tl.zeros((BLOCK_M, BLOCK_STATE), dtype=tl.float32)
         for dim_start in range(0, headdim, BLOCK_DIM):
             p = dim_start + tl.arange(0, BLOCK_DIM)
@@ -280,25 +340,17 @@ def chunk_scan_bwd_dB_kernel(
             dB_head += tl.dot(x_tile, grad_tile.to(x_tile.dtype), input_precision=PRECISION)
         dB += dB_head * (tl.exp(cum_end - cum_cols) * dt_cols)[:, None]
 
-        # Within the chunk: W_ij over later steps i, times C_i.
-        for start in range(tl.program_id(1) * BLOCK_M, chunk_len, BLOCK_K):
-            i = start + tl.arange(0, BLOCK_K)
-            in_chunk = i < chunk_len
-            causal = (i[None, :] >= cols[:, None]) & in_chunk[None, :] & col_mask[:, None]
-            products = tl.zeros((BLOCK_M, BLOCK_K), dtype=tl.float32)
-            for dim_start in range(0, headdim, BLOCK_DIM):
-                p = dim_start + tl.arange(0, BLOCK_DIM)
-                x_tile = tl.load(x_base + cols[:, None] * stride_x_seq + p[None, :] * stride_x_dim,
-                                 mask=col_mask[:, None] & (p[None, :] < headdim), other=0.0)
-                dy_tile = tl.load(dy_base + i[None, :] * stride_dy_seq + p[:, None] * stride_dy_dim,
-                                  mask=in_chunk[None, :] & (p[:, None] < headdim), other=0.0)
-                products += tl.dot(x_tile, dy_tile, input_precision=PRECISION)
-            cum = tl.load(cum_ptr + decay_base + i, mask=in_chunk, other=0.0)
-            decay = tl.exp(tl.where(causal, cum[None, :] - cum_cols[:, None], float("-inf")))
-            weight = tl.where(causal, products * decay * dt_cols[:, None], 0.0)
-            C_tile = tl.load(C_base + i[:, None] * stride_C_seq + n[None, :] * stride_C_state,
-                             mask=in_chunk[:, None] & state_mask[None, :], other=0.0)
-            dB += tl.dot(weight.to(C_tile.dtype), C_tile, input_precision=PRECISION)
+    # Within the chunk, once for the split's heads: sum_{i >= j} W_ij C_i.
+    W_base = W_ptr + pair_weights_offset(batch, chunk, group, split, n_chunks, ngroups, heads_per_group,
+                                         heads_per_split, chunk_size)
+    for start in range(tl.program_id(1) * BLOCK_M, chunk_len, BLOCK_K):
+        i = start + tl.arange(0, BLOCK_K)
+        in_chunk = i < chunk_len
+        W_tile = tl.load(W_base + i[None, :] * chunk_size + cols[:, None],  # transposed: (j, i)
+                         mask=(i[None, :] >= cols[:, None]) & in_chunk[None, :] & col_mask[:, None], other=0.0)
+        C_tile = tl.load(C_base + i[:, None] * stride_C_seq + n[None, :] * stride_C_state,
+                         mask=in_chunk[:, None] & state_mask[None, :], other=0.0)
+        dB += tl.dot(W_tile.to(C_tile.dtype), C_tile, input_precision=PRECISION)
     out = dB_ptr + split * stride_dB_split + batch * stride_dB_batch + (first + cols[:, None]) * stride_dB_seq
     tl.store(out + group * stride_dB_group + n[None, :], dB, mask=col_mask[:, None] & state_mask[None, :])
 

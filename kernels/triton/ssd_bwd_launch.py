@@ -6,15 +6,16 @@ from typing import NamedTuple
 import torch
 import triton
 
-from .ssd_bwd import (chunk_scan_bwd_dB_kernel, chunk_scan_bwd_dC_kernel, chunk_scan_bwd_dx_kernel,
-                      gate_bwd_kernel, state_passing_bwd_kernel)
+from .ssd_bwd import (chunk_pairs_bwd_kernel, chunk_scan_bwd_dB_kernel, chunk_scan_bwd_dC_kernel,
+                      chunk_scan_bwd_dx_kernel, gate_bwd_kernel, passed_state_grads_kernel, state_passing_bwd_kernel)
 from .ssd_launch import (NUM_WARPS, chunk_products, chunk_states, dot_precision, flat_state_tile, pass_states,
                          strides_of, tile_side)
 
-GROUP_KERNEL_WARPS = 4  # dB / dC (H100, b8 L2048 48 heads: fwd+bwd 4.98 ms vs 5.42 with 8 warps)
-TARGET_PROGRAMS = 1024  # dB / dC split a group's heads over programs until about this many run (256: 5.56 ms,
+GROUP_KERNEL_WARPS = 4  # pairs / dB / dC (H100, b8 L2048 48 heads: fwd+bwd 4.98 ms vs 5.42 with 8 warps)
+TARGET_PROGRAMS = 1024  # pairs / dB / dC split a group's heads over programs until about this many run (256: 5.56 ms,
 # 4096: 5.15, 1024: 4.98)
 GATE_BLOCK = 1024
+DOT_TILE = 2048  # flat state tile of passed_state_grads_kernel
 
 
 class SSDGradients(NamedTuple):
@@ -31,7 +32,7 @@ class SSDGradients(NamedTuple):
 
 
 def head_splits(programs_per_split: int, heads_per_group: int) -> int:
-    """Heads per dB/dC program: as many as keep about TARGET_PROGRAMS programs running."""
+    """Heads per pairs/dB/dC program: as many as keep about TARGET_PROGRAMS programs running."""
     splits = min(heads_per_group, max(1, triton.cdiv(TARGET_PROGRAMS, programs_per_split)))
     return triton.cdiv(heads_per_group, splits)
 
@@ -63,14 +64,16 @@ def ssd_backward(
     grads = chunk_states(dy, C, dt_chunks, cum, to_end=False)
 
     state_size = headdim * d_state
-    flat_tile = flat_state_tile(state_size)
-    n_flat_tiles = triton.cdiv(state_size, flat_tile)
-    dpassed = torch.empty(batch, nheads, n_chunks, n_flat_tiles, device=device, dtype=torch.float32)
     dinitial_state = torch.empty_like(final_state)
-    state_passing_bwd_kernel[(batch * nheads, n_flat_tiles)](
-        grads, states, cum, grads if dfinal_state is None else dfinal_state, dinitial_state, dpassed,
-        n_chunks, chunk_size, nheads, state_size,
-        HAS_DFINAL=dfinal_state is not None, BLOCK=flat_tile, num_warps=NUM_WARPS)
+    flat_tile = flat_state_tile(state_size, batch * nheads)
+    state_passing_bwd_kernel[(batch * nheads, triton.cdiv(state_size, flat_tile))](
+        grads, cum, grads if dfinal_state is None else dfinal_state, dinitial_state, n_chunks, chunk_size, nheads,
+        state_size, HAS_DFINAL=dfinal_state is not None, BLOCK=flat_tile, num_warps=NUM_WARPS)
+    dot_tile = tile_side(state_size, DOT_TILE)
+    dpassed = torch.empty(batch, nheads, n_chunks, triton.cdiv(state_size, dot_tile), device=device,
+                          dtype=torch.float32)
+    passed_state_grads_kernel[(batch * n_chunks * nheads, dpassed.shape[-1])](
+        grads, states, cum, dpassed, n_chunks, chunk_size, nheads, state_size, BLOCK=dot_tile, num_warps=NUM_WARPS)
 
     step_tile, dim_tile, state_tile = tile_side(chunk_size, 64), tile_side(headdim, 64), tile_side(d_state, 64)
     n_step_tiles, n_dim_tiles = triton.cdiv(chunk_size, step_tile), triton.cdiv(headdim, dim_tile)
@@ -92,20 +95,26 @@ def ssd_backward(
     heads_per_split = head_splits(batch * n_chunks * ngroups * n_group_step_tiles, heads_per_group)
     n_splits = triton.cdiv(heads_per_group, heads_per_split)
     grid = (batch * n_chunks * ngroups * n_splits, n_group_step_tiles)
-    group_tiles = dict(BLOCK_M=group_step_tile, BLOCK_K=group_step_tile, BLOCK_DIM=dim_tile, BLOCK_STATE=full_state,
-                       PRECISION=precision, num_warps=GROUP_KERNEL_WARPS)
+    group_tiles = dict(BLOCK_M=group_step_tile, BLOCK_K=group_step_tile, BLOCK_DIM=dim_tile, PRECISION=precision,
+                       num_warps=GROUP_KERNEL_WARPS)
+    pair_weights = torch.empty(n_splits, batch, n_chunks, ngroups, chunk_size, chunk_size, device=device,
+                               dtype=x.dtype)
+    dpairs = torch.zeros(n_group_step_tiles, batch, nheads, n_chunks, chunk_size, device=device, dtype=torch.float32)
+    chunk_pairs_bwd_kernel[grid](
+        x, dy, cb, dt_chunks, cum, pair_weights, dpairs,
+        seqlen, chunk_size, n_chunks, nheads, heads_per_group, ngroups, headdim, heads_per_split,
+        *strides_of(x), *strides_of(dy), BLOCK_HEADS=triton.next_power_of_2(heads_per_split), **group_tiles)
     dC_parts = torch.empty(n_splits, batch, seqlen, ngroups, d_state, device=device, dtype=torch.float32)
     dread = torch.zeros(batch, nheads, n_chunks, chunk_size, device=device, dtype=torch.float32)
-    dpairs = torch.zeros(n_group_step_tiles, *dread.shape, device=device, dtype=torch.float32)
     chunk_scan_bwd_dC_kernel[grid](
-        x, dy, C, B, cb, dt_chunks, cum, states, dC_parts, dread, dpairs,
+        dy, C, B, cum, states, pair_weights, dC_parts, dread,
         seqlen, chunk_size, n_chunks, nheads, heads_per_group, ngroups, headdim, d_state, heads_per_split,
-        *strides_of(x), *strides_of(dy), *strides_of(B), *strides_of(dC_parts)[:4], **group_tiles)
+        *strides_of(dy), *strides_of(B), *strides_of(dC_parts)[:4], BLOCK_STATE=full_state, **group_tiles)
     dB_parts = torch.empty_like(dC_parts)
     chunk_scan_bwd_dB_kernel[grid](
-        x, dy, C, dt_chunks, cum, grads, dB_parts,
+        x, C, dt_chunks, cum, grads, pair_weights, dB_parts,
         seqlen, chunk_size, n_chunks, nheads, heads_per_group, ngroups, headdim, d_state, heads_per_split,
-        *strides_of(x), *strides_of(dy), *strides_of(C), *strides_of(dB_parts)[:4], **group_tiles)
+        *strides_of(x), *strides_of(C), *strides_of(dB_parts)[:4], BLOCK_STATE=full_state, **group_tiles)
 
     ddt, ddt_end = ddt_parts.sum(1)
     through_end = dt_chunks * ddt_end  # exp(cum_end - cum_j): the increments after step j

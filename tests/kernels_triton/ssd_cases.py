@@ -21,8 +21,15 @@ INTERPRETER_CASES = {
     "several-tiles-per-chunk": ((1, 200, 2, 80, 1, 70), 128, dict()),
     "x-non-dense-view": ((2, 37, 4, 3, 2, 5), 8, dict()),
     "gradients-of-A-and-B-only": ((2, 37, 4, 3, 2, 5), 8, dict()),
+    "heads-summed-per-program-uneven-splits": ((2, 45, 10, 4, 2, 5), 16, dict()),
+    "several-tiles-all-heads-in-one-program": ((1, 200, 4, 80, 1, 70), 128, dict()),
 }
 X_VIEW_CASES = {"x-non-dense-view"}  # x reaches the kernel through `on_non_dense_x`
+# Launch knobs set for a case (module attributes of ssd_launch / ssd_bwd_launch). Lower program targets make the
+# dB/dC programs sum several of a group's heads (5 heads per group in splits of 3 and 2; all 4 heads in one program)
+# and give the chunk recurrences their largest flat state tile (2048: three tiles of a 5600-element state).
+LAUNCH_KNOBS = {"heads-summed-per-program-uneven-splits": {"TARGET_PROGRAMS": 24},
+                "several-tiles-all-heads-in-one-program": {"TARGET_PROGRAMS": 1, "FLAT_TILE_PROGRAMS": 1}}
 GRADIENT_SUBSETS = {"gradients-of-A-and-B-only": {"A", "B"}}  # only these inputs require a gradient (default: all)
 TENSOR_NAMES = ("x", "dt", "A", "B", "C", "D", "z", "dt_bias", "initial_state")
 

@@ -16,17 +16,22 @@ if os.environ.get("TRITON_INTERPRET") != "1":
 import torch  # noqa: E402
 
 import interpret_runner  # noqa: E402,F401 - importing it patches Triton 3.6's interpreter for NumPy >= 2.4
-from mambaseq.kernels.triton import ssd_triton  # noqa: E402
+from mambaseq.kernels.triton import ssd_bwd_launch, ssd_launch, ssd_triton  # noqa: E402
 from mambaseq.kernels.triton.ssd import SSDFunction  # noqa: E402
 from kernel_calls import counting_applies  # noqa: E402
-from ssd_cases import (GRADIENT_SUBSETS, INTERPRETER_CASES, X_VIEW_CASES, compare_with_reference,  # noqa: E402
-                       on_non_dense_x, ssd_problem)
+from ssd_cases import (GRADIENT_SUBSETS, INTERPRETER_CASES, LAUNCH_KNOBS, X_VIEW_CASES,  # noqa: E402
+                       compare_with_reference, on_non_dense_x, ssd_problem)
+
+KNOB_MODULES = {"TARGET_PROGRAMS": ssd_bwd_launch, "FLAT_TILE_PROGRAMS": ssd_launch}
+DEFAULT_KNOBS = {name: getattr(module, name) for name, module in KNOB_MODULES.items()}
 
 
 def run_case(name: str) -> dict[str, float]:
     shape, chunk_size, options = INTERPRETER_CASES[name]
     problem = ssd_problem(*shape, generator=torch.Generator().manual_seed(len(name)), **options)
     kernel = on_non_dense_x(ssd_triton) if name in X_VIEW_CASES else ssd_triton
+    for knob, value in {**DEFAULT_KNOBS, **LAUNCH_KNOBS.get(name, {})}.items():
+        setattr(KNOB_MODULES[knob], knob, value)
     with counting_applies(SSDFunction) as calls:  # the Triton path ran, not the PyTorch fallback
         errors = compare_with_reference(problem, kernel, torch.float32, GRADIENT_SUBSETS.get(name),
                                         chunk_size=chunk_size)

@@ -22,6 +22,7 @@ from error_norms import assert_errors_within
 from mambaseq.kernels import dispatch, ssd
 from mambaseq.kernels.triton import ssd as ssd_module
 from mambaseq.kernels.triton.ssd_blocks import ssd_blocks
+from mambaseq.kernels.triton.ssd_launch import FLAT_TILE_MIN, FLAT_TILE_PROGRAMS, flat_state_tile
 from ssd_cases import GRADIENT_SUBSETS, INTERPRETER_CASES, compare_with_reference, on_non_dense_x, ssd_problem
 from interpreted import run_interpreted
 
@@ -90,6 +91,18 @@ def test_compile_failure_falls_back_to_eager_with_one_warning(seed, monkeypatch)
     assert len(attempts) == 1
 
 
+@pytest.mark.parametrize("state_size, rows, expected", [
+    (64 * 128, 8 * 48, 2048),  # b8, 48 heads: 1,536 programs
+    (64 * 128, 1 * 32, 256),  # b1, 32 heads: 1,024 programs (2048 would leave 128)
+    (64 * 128, 2 * 32, 512),
+    (3 * 5, 1, 16),  # a state smaller than the smallest tile
+])
+def test_flat_state_tile_keeps_enough_programs(state_size, rows, expected):
+    tile = flat_state_tile(state_size, rows)
+    assert tile == expected
+    assert rows * -(-state_size // tile) >= FLAT_TILE_PROGRAMS or tile <= FLAT_TILE_MIN
+
+
 def test_bench_tiny_runs_on_cpu():
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     completed = subprocess.run([sys.executable, str(BENCH), "--tiny"], env=env, capture_output=True, text=True,
@@ -113,6 +126,7 @@ def _on_cuda(problem: dict) -> dict:
     pytest.param((2, 300, 6, 48, 3, 40), 64, dict(with_initial_state=False, dt_limit=(0.05, 1.0)), False,
                  id="odd-dims"),
     pytest.param((2, 700, 8, 64, 1, 128), 256, dict(with_z=False), True, id="mixer-layout-x-view"),
+    pytest.param((8, 300, 32, 64, 1, 128), 256, dict(), False, id="256-sequences-flat-tile-2048"),
 ])
 def test_cuda_matches_fp64_reference(seed, dtype, shape, chunk_size, options, x_view):
     from mambaseq.kernels.triton import ssd_triton
