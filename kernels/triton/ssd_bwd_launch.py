@@ -11,9 +11,11 @@ from .ssd_bwd import (chunk_pairs_bwd_kernel, chunk_scan_bwd_dB_kernel, chunk_sc
 from .ssd_launch import (NUM_WARPS, chunk_products, chunk_states, dot_precision, flat_state_tile, pass_states,
                          strides_of, tile_side)
 
-GROUP_KERNEL_WARPS = 4  # pairs / dB / dC (H100, b8 L2048 48 heads: fwd+bwd 4.98 ms vs 5.42 with 8 warps)
-TARGET_PROGRAMS = 1024  # pairs / dB / dC split a group's heads over programs until about this many run (256: 5.56 ms,
-# 4096: 5.15, 1024: 4.98)
+# pairs / dB / dC launches (H100, bf16, fwd+bwd at b8 L2048 48 heads and b1 L65536 32 heads): 4 warps 4.51 and 11.48
+# ms, 8 warps 4.90 and 12.55. They split a group's heads over programs until about TARGET_PROGRAMS run (512: 4.58 and
+# 11.61 ms, 2048: 4.70 and 11.62).
+GROUP_KERNEL_WARPS = 4
+TARGET_PROGRAMS = 1024
 GATE_BLOCK = 1024
 DOT_TILE = 2048  # flat state tile of passed_state_grads_kernel
 
