@@ -4,9 +4,9 @@ within-chunk cumulative sums are cum).
 
 With the forward's cb and entering states recomputed, and dS_in[c] = sum_i exp(cum_i) dy_i^T C_i from
 `chunk_state_kernel(TO_END=False)`:
-1. `state_passing_bwd_kernel`: the recurrence over chunks run backwards, G[c] = dS_in[c] + exp(cum_end[c]) G[c+1]
-   (G[n_chunks] = gradient of the final state), in place: dS_in[c] becomes G[c+1], the gradient of the state chunk
-   c adds at its end. G[0] is the gradient of the initial state. Then, in parallel over chunks,
+1. `state_passing_kernel` (ssd_fwd.py) with REVERSE: the recurrence over chunks run backwards, G[c] = dS_in[c] +
+   exp(cum_end[c]) G[c+1] (G[n_chunks] = gradient of the final state), in place: dS_in[c] becomes G[c+1], the
+   gradient of the state chunk c adds at its end. G[0] is the gradient of the initial state. Then, in parallel over chunks,
    `passed_state_grads_kernel`: <G[c+1], exp(cum_end[c]) S[c]>, which every increment of chunk c gets (a reduction
    inside the sequential loop would put a block-wide sum on its critical path).
 2. `chunk_scan_bwd_dx_kernel`: r_j = exp(cum_end - cum_j) B_j G[c+1]^T + sum_{i >= j} CB_ij exp(cum_i - cum_j) dy_i;
@@ -32,36 +32,10 @@ from .ssd_fwd import head_chunk_program
 
 
 @triton.jit
-def state_passing_bwd_kernel(
-    grads_ptr, cum_ptr, dfinal_ptr, dinitial_ptr, n_chunks, chunk_size, nheads, state_size,
-    HAS_DFINAL: tl.constexpr, BLOCK: tl.constexpr,
-):
-    """Grid (batch * nheads, state tiles)."""
-    pid = tl.program_id(0)
-    head = pid % nheads
-    batch = (pid // nheads).to(tl.int64)
-    offsets = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
-    mask = offsets < state_size
-    own = (batch * nheads + head) * state_size + offsets
-    if HAS_DFINAL:
-        grad = tl.load(dfinal_ptr + own, mask=mask, other=0.0).to(tl.float32)
-    else:
-        grad = tl.zeros((BLOCK,), dtype=tl.float32)
-    cum_end = cum_ptr + (batch * nheads + head) * n_chunks * chunk_size + chunk_size - 1
-    for step in range(0, n_chunks):
-        chunk = n_chunks - 1 - step
-        pointer = grads_ptr + ((batch * n_chunks + chunk) * nheads + head) * state_size + offsets
-        direct = tl.load(pointer, mask=mask, other=0.0)
-        tl.store(pointer, grad, mask=mask)
-        grad = tl.exp(tl.load(cum_end + chunk * chunk_size)) * grad + direct
-    tl.store(dinitial_ptr + own, grad, mask=mask)
-
-
-@triton.jit
 def passed_state_grads_kernel(
     grads_ptr, states_ptr, cum_ptr, dpassed_ptr, n_chunks, chunk_size, nheads, state_size, BLOCK: tl.constexpr,
 ):
-    """Grid (batch * n_chunks * nheads, state tiles), after `state_passing_bwd_kernel`: dpassed (batch, nheads,
+    """Grid (batch * n_chunks * nheads, state tiles), after the reverse state passing: dpassed (batch, nheads,
     n_chunks, state tiles) fp32, partial sums of <G[c+1], exp(cum_end[c]) S[c]>, which every increment of chunk c
     gets (the state S[c] passes through the whole chunk)."""
     batch, chunk, head = head_chunk_program(nheads, n_chunks)

@@ -7,9 +7,8 @@ import torch
 import triton
 
 from .ssd_bwd import (chunk_pairs_bwd_kernel, chunk_scan_bwd_dB_kernel, chunk_scan_bwd_dC_kernel,
-                      chunk_scan_bwd_dx_kernel, gate_bwd_kernel, passed_state_grads_kernel, state_passing_bwd_kernel)
-from .ssd_launch import (NUM_WARPS, chunk_products, chunk_states, dot_precision, flat_state_tile, pass_states,
-                         strides_of, tile_side)
+                      chunk_scan_bwd_dx_kernel, gate_bwd_kernel, passed_state_grads_kernel)
+from .ssd_launch import NUM_WARPS, chunk_products, chunk_states, dot_precision, pass_states, strides_of, tile_side
 
 # pairs / dB / dC launches (H100, bf16, fwd+bwd at b8 L2048 48 heads and b1 L65536 32 heads): 4 warps 4.51 and 11.48
 # ms, 8 warps 4.90 and 12.55. They split a group's heads over programs until about TARGET_PROGRAMS run (512: 4.58 and
@@ -62,15 +61,11 @@ def ssd_backward(
     device, precision = x.device, dot_precision(x)
     cb = chunk_products(C, B, n_chunks, chunk_size)
     states = chunk_states(x, B, dt_chunks, cum)
-    final_state = pass_states(states, cum, initial_state)
+    pass_states(states, cum, initial_state)
     grads = chunk_states(dy, C, dt_chunks, cum, to_end=False)
 
     state_size = headdim * d_state
-    dinitial_state = torch.empty_like(final_state)
-    flat_tile = flat_state_tile(state_size, batch * nheads)
-    state_passing_bwd_kernel[(batch * nheads, triton.cdiv(state_size, flat_tile))](
-        grads, cum, grads if dfinal_state is None else dfinal_state, dinitial_state, n_chunks, chunk_size, nheads,
-        state_size, HAS_DFINAL=dfinal_state is not None, BLOCK=flat_tile, num_warps=NUM_WARPS)
+    dinitial_state = pass_states(grads, cum, dfinal_state, reverse=True)
     dot_tile = tile_side(state_size, DOT_TILE)
     dpassed = torch.empty(batch, nheads, n_chunks, triton.cdiv(state_size, dot_tile), device=device,
                           dtype=torch.float32)

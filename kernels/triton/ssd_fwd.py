@@ -7,7 +7,8 @@ Four launches, each a grid of independent tiles:
    (headdim, d_state) fp32. With TO_END=False it weighs step j by exp(cum_j) instead: the backward's gradient of the
    state entering the chunk, sum_i dy_i^T exp(cum_i) C_i (called with dy for x and C for B).
 3. `state_passing_kernel`: the short sequential recurrence across chunks, in place: S[c] becomes the state entering
-   chunk c (s <- exp(cum_end[c]) s + S[c]); the state after the last chunk is the final state.
+   chunk c (s <- exp(cum_end[c]) s + S[c]); the state after the last chunk is the final state. The backward runs
+   the same recurrence in reverse over the state gradients.
 4. `chunk_scan_kernel`: y_i = exp(cum_i) C_i . S[c] + sum_{j <= i} CB_ij exp(cum_i - cum_j) dt_j x_j, + D x_i,
    times silu(z_i) (optionally also stored before that gate, for the backward).
 cum is the within-chunk cumulative sum of dt*A; every exponent used is <= 0 (A*dt <= 0), so nothing overflows.
@@ -100,26 +101,30 @@ def chunk_state_kernel(
 
 @triton.jit
 def state_passing_kernel(
-    states_ptr, cum_ptr, initial_state_ptr, final_state_ptr, n_chunks, chunk_size, nheads, state_size,
-    HAS_INITIAL_STATE: tl.constexpr, BLOCK: tl.constexpr,
+    states_ptr, cum_ptr, start_ptr, end_ptr, n_chunks, chunk_size, nheads, state_size,
+    HAS_START: tl.constexpr, REVERSE: tl.constexpr, BLOCK: tl.constexpr,
 ):
+    """Grid (batch * nheads, state tiles). In place over the chunks (from the last one with REVERSE): each chunk's
+    entry becomes the value carried into it, s <- exp(cum_end[c]) s + entry, starting from `start` (or zero); the
+    value carried out of the last chunk is stored in `end`."""
     pid = tl.program_id(0)
     head = pid % nheads
     batch = (pid // nheads).to(tl.int64)
     offsets = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     mask = offsets < state_size
     own = (batch * nheads + head) * state_size + offsets
-    if HAS_INITIAL_STATE:
-        state = tl.load(initial_state_ptr + own, mask=mask, other=0.0).to(tl.float32)
+    if HAS_START:
+        state = tl.load(start_ptr + own, mask=mask, other=0.0).to(tl.float32)
     else:
         state = tl.zeros((BLOCK,), dtype=tl.float32)
     cum_end = cum_ptr + (batch * nheads + head) * n_chunks * chunk_size + chunk_size - 1
-    for chunk in range(0, n_chunks):
+    for step in range(0, n_chunks):
+        chunk = n_chunks - 1 - step if REVERSE else step
         pointer = states_ptr + ((batch * n_chunks + chunk) * nheads + head) * state_size + offsets
-        contribution = tl.load(pointer, mask=mask, other=0.0)
+        entry = tl.load(pointer, mask=mask, other=0.0)
         tl.store(pointer, state, mask=mask)
-        state = tl.exp(tl.load(cum_end + chunk * chunk_size)) * state + contribution
-    tl.store(final_state_ptr + own, state, mask=mask)
+        state = tl.exp(tl.load(cum_end + chunk * chunk_size)) * state + entry
+    tl.store(end_ptr + own, state, mask=mask)
 
 
 @triton.jit

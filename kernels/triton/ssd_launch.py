@@ -68,17 +68,21 @@ def chunk_states(x: torch.Tensor, B: torch.Tensor, dt_chunks: torch.Tensor, cum:
     return states
 
 
-def pass_states(states: torch.Tensor, cum: torch.Tensor, initial_state: torch.Tensor | None) -> torch.Tensor:
-    """In place: each chunk's own end state (from `chunk_states`) becomes the state entering that chunk. Returns the
-    final state (batch, nheads, headdim, d_state) fp32."""
+def pass_states(states: torch.Tensor, cum: torch.Tensor, start: torch.Tensor | None, reverse: bool = False
+                ) -> torch.Tensor:
+    """In place: each chunk's own end state (from `chunk_states`) becomes the state entering that chunk, starting
+    from `start` (the initial state, or zero when None). Returns the final state (batch, nheads, headdim, d_state)
+    fp32. With `reverse`, the same over the chunks from the last: called with the gradients of the entering states
+    (from `chunk_states(to_end=False)`) and of the final state, each chunk's becomes the gradient of the state it
+    adds at its end, and the return is the initial state's gradient."""
     batch, n_chunks, nheads, headdim, d_state = states.shape
-    final_state = torch.empty(batch, nheads, headdim, d_state, device=states.device, dtype=torch.float32)
+    end = torch.empty(batch, nheads, headdim, d_state, device=states.device, dtype=torch.float32)
     state_size = headdim * d_state
     flat_tile = flat_state_tile(state_size, batch * nheads)
     state_passing_kernel[(batch * nheads, triton.cdiv(state_size, flat_tile))](
-        states, cum, initial_state, final_state, n_chunks, cum.shape[3], nheads, state_size,
-        HAS_INITIAL_STATE=initial_state is not None, BLOCK=flat_tile, num_warps=NUM_WARPS)
-    return final_state
+        states, cum, start, end, n_chunks, cum.shape[3], nheads, state_size,
+        HAS_START=start is not None, REVERSE=reverse, BLOCK=flat_tile, num_warps=NUM_WARPS)
+    return end
 
 
 def ssd_forward(
