@@ -3,6 +3,7 @@ torch.compile; the eager `ssd_chunked`) beside mamba-ssm's `mamba_chunk_scan_com
 and the max relative difference of each output to mamba-ssm's.
 
     python scripts/bench_ssd.py [--markdown] [--dtype bfloat16] [--shapes 1x65536x32x64x128,8x2048x48x64x128]
+    python scripts/bench_ssd.py --skip-compiled --skip-eager --profile 5   # + top kernels of each row's fwd+bwd
     python scripts/bench_ssd.py --tiny   # CPU smoke run: tiny shape, eager PyTorch rows, no timing claims
 
 Shapes are batch x L x heads x headdim x d_state (one group of B/C), chunk 256, with D, z, dt_bias, softplus.
@@ -21,6 +22,7 @@ import torch
 from mambaseq.kernels.dispatch import _optional
 from mambaseq.kernels.ssd_chunked import ssd_chunked
 from mambaseq.kernels.triton.ssd_blocks import ssd_blocks
+from mambaseq.profiling import top_ops_table
 
 Shape = tuple[int, int, int, int, int]
 TINY_SHAPE = (1, 64, 2, 4, 8)
@@ -40,6 +42,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--skip-compiled", action="store_true",
                         help="leave out the ssd_blocks + torch.compile row (minutes of compiling)")
     parser.add_argument("--tiny", action="store_true", help="CPU smoke run on a tiny shape (eager PyTorch rows)")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="also print each row's kernels with the most self time over N forward+backward calls")
+    parser.add_argument("--profile-rows", type=int, default=16, help="kernels listed per profiled row")
     return parser.parse_args()
 
 
@@ -103,15 +108,19 @@ def median_ms(run: Callable[[], object], repeats: int, warmup: int, cuda: bool) 
     return statistics.median(times)
 
 
+def forward_backward(run: Callable[[dict], torch.Tensor], problem: dict) -> Callable[[], None]:
+    """One forward+backward call of `run`, with gradients of every input."""
+    leaves = {k: v.detach().requires_grad_() for k, v in problem.items()}
+    grad_output = torch.randn_like(problem["x"])
+    return lambda: run(leaves).backward(grad_output)
+
+
 def time_forward_backward(run: Callable[[dict], torch.Tensor], problem: dict, repeats: int, warmup: int,
                           cuda: bool) -> tuple[float, float]:
     """(forward ms without autograd, forward+backward ms with gradients of every input)."""
     with torch.no_grad():
         forward = median_ms(lambda: run(problem), repeats, warmup, cuda)
-    leaves = {k: v.detach().requires_grad_() for k, v in problem.items()}
-    grad_output = torch.randn_like(problem["x"])
-    both = median_ms(lambda: run(leaves).backward(grad_output), repeats, warmup, cuda)
-    return forward, both
+    return forward, median_ms(forward_backward(run, problem), repeats, warmup, cuda)
 
 
 def benchmark_shape(shape: Shape, args: argparse.Namespace, device: str, dtype: torch.dtype) -> list[list[str]]:
@@ -123,6 +132,9 @@ def benchmark_shape(shape: Shape, args: argparse.Namespace, device: str, dtype: 
             with torch.no_grad():
                 outputs[name] = run(problem).float()
             results[name] = time_forward_backward(run, problem, args.repeats, args.warmup, device == "cuda")
+            if args.profile:
+                print(f"{name} at {'x'.join(map(str, shape))}, forward+backward: " + top_ops_table(
+                    forward_backward(run, problem), args.profile, args.profile_rows, torch.device(device)))
         except (torch.cuda.OutOfMemoryError, torch._dynamo.exc.TorchDynamoException) as error:
             print(f"{name} at {shape}: {type(error).__name__} ({str(error).splitlines()[0]}); row left out")
             outputs.pop(name, None)

@@ -6,9 +6,9 @@ With the forward's cb and entering states recomputed, and dS_in[c] = sum_i exp(c
 `chunk_state_kernel(TO_END=False)`:
 1. `state_passing_kernel` (ssd_fwd.py) with REVERSE: the recurrence over chunks run backwards, G[c] = dS_in[c] +
    exp(cum_end[c]) G[c+1] (G[n_chunks] = gradient of the final state), in place: dS_in[c] becomes G[c+1], the
-   gradient of the state chunk c adds at its end. G[0] is the gradient of the initial state. Then, in parallel over chunks,
-   `passed_state_grads_kernel`: <G[c+1], exp(cum_end[c]) S[c]>, which every increment of chunk c gets (a reduction
-   inside the sequential loop would put a block-wide sum on its critical path).
+   gradient of the state chunk c adds at its end. G[0] is the gradient of the initial state. Then, in parallel over
+   chunks, `passed_state_grads_kernel`: <G[c+1], exp(cum_end[c]) S[c]>, which every increment of chunk c gets (a
+   reduction inside the sequential loop would put a block-wide sum on its critical path).
 2. `chunk_scan_bwd_dx_kernel`: r_j = exp(cum_end - cum_j) B_j G[c+1]^T + sum_{i >= j} CB_ij exp(cum_i - cum_j) dy_i;
    dx_j = dt_j r_j + D dy_j, d dt_j = x_j . r_j (its first term apart: the increments after j get dt_j times it),
    and partial sums of dy * x for dD.
@@ -28,7 +28,7 @@ import triton
 import triton.language as tl
 
 from .scan_math import silu_gate_grads
-from .ssd_fwd import head_chunk_program
+from .ssd_fwd import head_chunk_program, pair_decays
 
 
 @triton.jit
@@ -59,11 +59,12 @@ def chunk_scan_bwd_dx_kernel(
     stride_dx_batch, stride_dx_seq, stride_dx_head, stride_dx_dim,
     stride_B_batch, stride_B_seq, stride_B_group, stride_B_state,
     HAS_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-    BLOCK_STATE: tl.constexpr, PRECISION: tl.constexpr,
+    BLOCK_STATE: tl.constexpr, SEPARABLE: tl.constexpr, PRECISION: tl.constexpr,
 ):
     """Grid (batch * n_chunks * nheads, step tiles, headdim tiles). ddt and ddt_end (the part of ddt through the
     chunk's end state): (headdim tiles, batch, nheads, n_chunks, chunk_size), and dD: (batch, n_chunks, step tiles,
-    nheads, headdim), fp32 partial sums."""
+    nheads, headdim), fp32 partial sums. SEPARABLE: tiles of steps i wholly after the column tile take
+    `pair_decays`' one exponent per step."""
     batch, chunk, head = head_chunk_program(nheads, n_chunks)
     group = head // heads_per_group
     chunk_len = tl.minimum(chunk_size, seqlen - chunk * chunk_size)
@@ -107,7 +108,8 @@ def chunk_scan_bwd_dx_kernel(
         causal = (i[None, :] >= cols[:, None]) & in_chunk[None, :] & col_mask[:, None]
         cb = tl.load(cb_base + i[None, :] * chunk_size + cols[:, None], mask=causal, other=0.0)
         cum = tl.load(cum_ptr + decay_base + i, mask=in_chunk, other=0.0)
-        decay = tl.exp(tl.where(causal, cum[None, :] - cum_cols[:, None], float("-inf")))
+        separable = SEPARABLE and start >= tl.program_id(1) * BLOCK_M + BLOCK_M
+        decay = pair_decays(cum[None, :], cum_cols[:, None], causal, cum_ptr + decay_base + start, separable)
         dy_tile = tl.load(dy_base + i[:, None] * stride_dy_seq + dims[None, :] * stride_dy_dim,
                           mask=in_chunk[:, None] & dim_mask[None, :], other=0.0)
         acc += tl.dot(tl.where(causal, cb * decay, 0.0).to(dy_tile.dtype), dy_tile, input_precision=PRECISION)
@@ -155,12 +157,12 @@ def chunk_pairs_bwd_kernel(
     stride_x_batch, stride_x_seq, stride_x_head, stride_x_dim,
     stride_dy_batch, stride_dy_seq, stride_dy_head, stride_dy_dim,
     BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_DIM: tl.constexpr, BLOCK_HEADS: tl.constexpr,
-    PRECISION: tl.constexpr,
+    SEPARABLE: tl.constexpr, PRECISION: tl.constexpr,
 ):
     """Grid (batch * n_chunks * ngroups * splits, step tiles). W: (splits, batch, n_chunks, ngroups, chunk_size,
     chunk_size) in x's dtype, sum_h W_ij over each split's heads for every tile on or below the diagonal (zero above
     it); dpairs: (step tiles, batch, nheads, n_chunks, chunk_size), zeroed, each row tile's part of
-    sum_{i >= t > j} M_ij. BLOCK_HEADS >= heads_per_split."""
+    sum_{i >= t > j} M_ij. BLOCK_HEADS >= heads_per_split. SEPARABLE as in the chunk scan."""
     batch, chunk, group, split, first_head, end_head = group_split_program(ngroups, n_chunks, heads_per_group,
                                                                            heads_per_split)
     chunk_len = tl.minimum(chunk_size, seqlen - chunk * chunk_size)
@@ -182,6 +184,7 @@ def chunk_pairs_bwd_kernel(
         in_chunk = j < chunk_len
         causal = (j[None, :] <= rows[:, None]) & in_chunk[None, :] & row_mask[:, None]
         cb = tl.load(cb_base + rows[:, None] * chunk_size + j[None, :], mask=causal, other=0.0)
+        separable = SEPARABLE and start + BLOCK_K <= tl.program_id(1) * BLOCK_M
         weights = tl.zeros((BLOCK_M, BLOCK_K), dtype=tl.float32)
         for head in range(first_head, end_head):
             decay_base = ((batch * nheads + head) * n_chunks + chunk) * chunk_size
@@ -198,7 +201,8 @@ def chunk_pairs_bwd_kernel(
             cum_rows = tl.load(cum_ptr + decay_base + rows, mask=row_mask, other=0.0)
             cum = tl.load(cum_ptr + decay_base + j, mask=in_chunk, other=0.0)
             dt = tl.load(dt_ptr + decay_base + j, mask=in_chunk, other=0.0)
-            decay = tl.exp(tl.where(causal, cum_rows[:, None] - cum[None, :], float("-inf")))
+            decay = pair_decays(cum_rows[:, None], cum[None, :], causal, cum_ptr + decay_base + start + BLOCK_K - 1,
+                                separable)
             weight = tl.where(causal, products * decay * dt[None, :], 0.0)
             weights += weight
             # The gradient of the increment at step t takes sum_{j < t} M_ij from every row i >= t: per head and

@@ -8,12 +8,19 @@ import triton
 
 from .ssd_bwd import (chunk_pairs_bwd_kernel, chunk_scan_bwd_dB_kernel, chunk_scan_bwd_dC_kernel,
                       chunk_scan_bwd_dx_kernel, gate_bwd_kernel, passed_state_grads_kernel)
-from .ssd_launch import NUM_WARPS, chunk_products, chunk_states, dot_precision, pass_states, strides_of, tile_side
+from . import ssd_launch
+from .ssd_launch import (NUM_WARPS, Tiling, chunk_products, chunk_states, dot_precision, pass_states, strides_of,
+                         tile_side)
 
-# pairs / dB / dC launches (H100, bf16, fwd+bwd at b8 L2048 48 heads and b1 L65536 32 heads): 4 warps 4.51 and 11.48
-# ms, 8 warps 4.90 and 12.55. They split a group's heads over programs until about TARGET_PROGRAMS run (512: 4.58 and
-# 11.61 ms, 2048: 4.70 and 11.62).
-GROUP_KERNEL_WARPS = 4
+DX_TILING = Tiling()  # chunk_scan_bwd_dx_kernel: M = steps j, N = headdim, K = steps i, STATE = states
+# pairs / dC / dB: M = output steps, K = the loop's steps, N = headdim (the inner side of the dots over it). dC and
+# dB hold (M, d_state) tiles: above d_state 128 their M and K are halved. Pairs, dC and dB together with 4 warps
+# (H100, bf16, fwd+bwd at b8 L2048 48 heads and b1 L65536 32 heads): 4.51 and 11.48 ms; with 8 warps 4.90 and 12.55.
+PAIRS_TILING = Tiling()
+DC_TILING = Tiling()
+DB_TILING = Tiling()
+# The three split a group's heads over programs until about TARGET_PROGRAMS pairs programs run (512: 4.58 and 11.61
+# ms, 2048: 4.70 and 11.62).
 TARGET_PROGRAMS = 1024
 GATE_BLOCK = 1024
 DOT_TILE = 2048  # flat state tile of passed_state_grads_kernel
@@ -30,6 +37,16 @@ class SSDGradients(NamedTuple):
     dC: torch.Tensor
     dD: torch.Tensor | None
     dinitial_state: torch.Tensor
+
+
+def group_tiles(knobs: Tiling, chunk_size: int, headdim: int, halve: bool, precision: str) -> tuple[int, dict]:
+    """(step tiles per chunk, launch arguments) of a pairs / dC / dB launch; `halve` halves its step tiles."""
+    divisor = 2 if halve else 1
+    rows = tile_side(chunk_size, knobs.block_m // divisor)
+    return triton.cdiv(chunk_size, rows), dict(
+        BLOCK_M=rows, BLOCK_K=tile_side(chunk_size, knobs.block_k // divisor),
+        BLOCK_DIM=tile_side(headdim, knobs.block_n), PRECISION=precision, num_warps=knobs.warps,
+        num_stages=knobs.stages)
 
 
 def head_splits(programs_per_split: int, heads_per_group: int) -> int:
@@ -72,7 +89,8 @@ def ssd_backward(
     passed_state_grads_kernel[(batch * n_chunks * nheads, dpassed.shape[-1])](
         grads, states, cum, dpassed, n_chunks, chunk_size, nheads, state_size, BLOCK=dot_tile, num_warps=NUM_WARPS)
 
-    step_tile, dim_tile, state_tile = tile_side(chunk_size, 64), tile_side(headdim, 64), tile_side(d_state, 64)
+    knobs = DX_TILING
+    step_tile, dim_tile = tile_side(chunk_size, knobs.block_m), tile_side(headdim, knobs.block_n)
     n_step_tiles, n_dim_tiles = triton.cdiv(chunk_size, step_tile), triton.cdiv(headdim, dim_tile)
     dx = torch.empty_like(x)
     ddt_parts = torch.zeros(2, n_dim_tiles, batch, nheads, n_chunks, chunk_size, device=device, dtype=torch.float32)
@@ -83,35 +101,36 @@ def ssd_backward(
         ddt_parts if dD_parts is None else dD_parts,
         seqlen, chunk_size, n_chunks, nheads, heads_per_group, ngroups, headdim, d_state,
         *strides_of(x), *strides_of(dy), *strides_of(dx), *strides_of(B),
-        HAS_D=D is not None, BLOCK_M=step_tile, BLOCK_N=dim_tile, BLOCK_K=step_tile, BLOCK_STATE=state_tile,
-        PRECISION=precision, num_warps=NUM_WARPS)
+        HAS_D=D is not None, BLOCK_M=step_tile, BLOCK_N=dim_tile, BLOCK_K=tile_side(chunk_size, knobs.block_k),
+        BLOCK_STATE=tile_side(d_state, knobs.block_state), SEPARABLE=ssd_launch.SEPARABLE_DECAYS, PRECISION=precision,
+        num_warps=knobs.warps, num_stages=knobs.stages)
 
     full_state = max(16, triton.next_power_of_2(d_state))
-    group_step_tile = tile_side(chunk_size, 64 if full_state <= 128 else 32)
-    n_group_step_tiles = triton.cdiv(chunk_size, group_step_tile)
-    heads_per_split = head_splits(batch * n_chunks * ngroups * n_group_step_tiles, heads_per_group)
+    pair_tiles, pair_args = group_tiles(PAIRS_TILING, chunk_size, headdim, False, precision)
+    heads_per_split = head_splits(batch * n_chunks * ngroups * pair_tiles, heads_per_group)
     n_splits = triton.cdiv(heads_per_group, heads_per_split)
-    grid = (batch * n_chunks * ngroups * n_splits, n_group_step_tiles)
-    group_tiles = dict(BLOCK_M=group_step_tile, BLOCK_K=group_step_tile, BLOCK_DIM=dim_tile, PRECISION=precision,
-                       num_warps=GROUP_KERNEL_WARPS)
+    programs = batch * n_chunks * ngroups * n_splits
     pair_weights = torch.empty(n_splits, batch, n_chunks, ngroups, chunk_size, chunk_size, device=device,
                                dtype=x.dtype)
-    dpairs = torch.zeros(n_group_step_tiles, batch, nheads, n_chunks, chunk_size, device=device, dtype=torch.float32)
-    chunk_pairs_bwd_kernel[grid](
+    dpairs = torch.zeros(pair_tiles, batch, nheads, n_chunks, chunk_size, device=device, dtype=torch.float32)
+    chunk_pairs_bwd_kernel[(programs, pair_tiles)](
         x, dy, cb, dt_chunks, cum, pair_weights, dpairs,
         seqlen, chunk_size, n_chunks, nheads, heads_per_group, ngroups, headdim, heads_per_split,
-        *strides_of(x), *strides_of(dy), BLOCK_HEADS=triton.next_power_of_2(heads_per_split), **group_tiles)
+        *strides_of(x), *strides_of(dy), BLOCK_HEADS=triton.next_power_of_2(heads_per_split),
+        SEPARABLE=ssd_launch.SEPARABLE_DECAYS, **pair_args)
     dC_parts = torch.empty(n_splits, batch, seqlen, ngroups, d_state, device=device, dtype=torch.float32)
     dread = torch.zeros(batch, nheads, n_chunks, chunk_size, device=device, dtype=torch.float32)
-    chunk_scan_bwd_dC_kernel[grid](
+    tiles, args = group_tiles(DC_TILING, chunk_size, headdim, full_state > 128, precision)
+    chunk_scan_bwd_dC_kernel[(programs, tiles)](
         dy, C, B, cum, states, pair_weights, dC_parts, dread,
         seqlen, chunk_size, n_chunks, nheads, heads_per_group, ngroups, headdim, d_state, heads_per_split,
-        *strides_of(dy), *strides_of(B), *strides_of(dC_parts)[:4], BLOCK_STATE=full_state, **group_tiles)
+        *strides_of(dy), *strides_of(B), *strides_of(dC_parts)[:4], BLOCK_STATE=full_state, **args)
     dB_parts = torch.empty_like(dC_parts)
-    chunk_scan_bwd_dB_kernel[grid](
+    tiles, args = group_tiles(DB_TILING, chunk_size, headdim, full_state > 128, precision)
+    chunk_scan_bwd_dB_kernel[(programs, tiles)](
         x, C, dt_chunks, cum, grads, pair_weights, dB_parts,
         seqlen, chunk_size, n_chunks, nheads, heads_per_group, ngroups, headdim, d_state, heads_per_split,
-        *strides_of(x), *strides_of(C), *strides_of(dB_parts)[:4], BLOCK_STATE=full_state, **group_tiles)
+        *strides_of(x), *strides_of(C), *strides_of(dB_parts)[:4], BLOCK_STATE=full_state, **args)
 
     ddt, ddt_end = ddt_parts.sum(1)
     through_end = dt_chunks * ddt_end  # exp(cum_end - cum_j): the increments after step j

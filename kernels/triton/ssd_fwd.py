@@ -6,10 +6,10 @@ Four launches, each a grid of independent tiles:
 2. `chunk_state_kernel`: each chunk's own state at its end, S[b, c, h] = sum_j x_j^T (dt_j exp(cum_end - cum_j)) B_j,
    (headdim, d_state) fp32. With TO_END=False it weighs step j by exp(cum_j) instead: the backward's gradient of the
    state entering the chunk, sum_i dy_i^T exp(cum_i) C_i (called with dy for x and C for B).
-3. `state_passing_kernel`: the short sequential recurrence across chunks, in place: S[c] becomes the state entering
-   chunk c (s <- exp(cum_end[c]) s + S[c]); the state after the last chunk is the final state. The backward runs
-   the same recurrence in reverse over the state gradients.
-4. `chunk_scan_kernel`: y_i = exp(cum_i) C_i . S[c] + sum_{j <= i} CB_ij exp(cum_i - cum_j) dt_j x_j, + D x_i,
+3. `state_passing_kernel`: the short sequential recurrence across chunks, s <- exp(cum_end[c]) s + S[c], which
+   gives the states entering the chunks (stored in the matmul dtype for the chunk scan, fp32 for the backward) and
+   the final state. The backward runs the same recurrence in reverse over the state gradients.
+4. `chunk_scan_kernel`: y_i = exp(cum_i) C_i . S_in[c] + sum_{j <= i} CB_ij exp(cum_i - cum_j) dt_j x_j, + D x_i,
    times silu(z_i) (optionally also stored before that gate, for the backward).
 cum is the within-chunk cumulative sum of dt*A; every exponent used is <= 0 (A*dt <= 0), so nothing overflows.
 Matmul operands are in the input dtype (bf16/fp16: tensor cores, fp32 accumulation; fp32: IEEE, no TF32).
@@ -23,6 +23,21 @@ def head_chunk_program(nheads, n_chunks):
     """(batch (int64), chunk, head) of a program whose axis-0 id runs over batch * n_chunks * nheads, head fastest."""
     pid = tl.program_id(0)
     return (pid // (nheads * n_chunks)).to(tl.int64), (pid // nheads) % n_chunks, pid % nheads
+
+
+@triton.jit
+def pair_decays(cum_later, cum_earlier, causal, reference_ptr, separable):
+    """exp(cum_i - cum_j) over a tile of step pairs, i later than j (cum_later and cum_earlier broadcast against each
+    other: (rows, 1) with (1, cols) or the transpose), zero where not `causal`. When `separable` (every j of the tile
+    comes before every i), one exponent per step instead of one per pair: cum never increases, so its value at
+    `reference_ptr` (a step between the tile's j and i) splits the decay into exp(cum_i - ref) exp(ref - cum_j), two
+    factors <= 1 that cannot overflow (clamped to 1 for steps masked out of the tile, which need not lie between)."""
+    if separable:
+        reference = tl.load(reference_ptr)
+        decay = tl.exp(tl.minimum(cum_later - reference, 0.0)) * tl.exp(tl.minimum(reference - cum_earlier, 0.0))
+    else:
+        decay = tl.exp(tl.where(causal, cum_later - cum_earlier, float("-inf")))
+    return decay
 
 
 @triton.jit
@@ -101,12 +116,12 @@ def chunk_state_kernel(
 
 @triton.jit
 def state_passing_kernel(
-    states_ptr, cum_ptr, start_ptr, end_ptr, n_chunks, chunk_size, nheads, state_size,
+    states_ptr, carried_ptr, cum_ptr, start_ptr, end_ptr, n_chunks, chunk_size, nheads, state_size,
     HAS_START: tl.constexpr, REVERSE: tl.constexpr, BLOCK: tl.constexpr,
 ):
-    """Grid (batch * nheads, state tiles). In place over the chunks (from the last one with REVERSE): each chunk's
-    entry becomes the value carried into it, s <- exp(cum_end[c]) s + entry, starting from `start` (or zero); the
-    value carried out of the last chunk is stored in `end`."""
+    """Grid (batch * nheads, state tiles). Over the chunks (from the last one with REVERSE): `carried` (same layout
+    as `states`, any float dtype; may be `states` itself) gets the value carried into each chunk, s <- exp(cum_end[c])
+    s + entry, starting from `start` (or zero); the value carried out of the last chunk is stored in `end`."""
     pid = tl.program_id(0)
     head = pid % nheads
     batch = (pid // nheads).to(tl.int64)
@@ -120,9 +135,9 @@ def state_passing_kernel(
     cum_end = cum_ptr + (batch * nheads + head) * n_chunks * chunk_size + chunk_size - 1
     for step in range(0, n_chunks):
         chunk = n_chunks - 1 - step if REVERSE else step
-        pointer = states_ptr + ((batch * n_chunks + chunk) * nheads + head) * state_size + offsets
-        entry = tl.load(pointer, mask=mask, other=0.0)
-        tl.store(pointer, state, mask=mask)
+        offset = ((batch * n_chunks + chunk) * nheads + head) * state_size + offsets
+        entry = tl.load(states_ptr + offset, mask=mask, other=0.0)
+        tl.store(carried_ptr + offset, state.to(carried_ptr.dtype.element_ty), mask=mask)
         state = tl.exp(tl.load(cum_end + chunk * chunk_size)) * state + entry
     tl.store(end_ptr + own, state, mask=mask)
 
@@ -136,8 +151,10 @@ def chunk_scan_kernel(
     stride_y_batch, stride_y_seq, stride_y_head, stride_y_dim,
     stride_C_batch, stride_C_seq, stride_C_group, stride_C_state,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, STORE_UNGATED: tl.constexpr, BLOCK_M: tl.constexpr,
-    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_STATE: tl.constexpr, PRECISION: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_STATE: tl.constexpr, SEPARABLE: tl.constexpr,
+    PRECISION: tl.constexpr,
 ):
+    """SEPARABLE: tiles of steps j wholly before the row tile take `pair_decays`' one exponent per step."""
     batch, chunk, head = head_chunk_program(nheads, n_chunks)
     group = head // heads_per_group
     chunk_len = tl.minimum(chunk_size, seqlen - chunk * chunk_size)
@@ -176,7 +193,9 @@ def chunk_scan_kernel(
         cb = tl.load(cb_base + rows[:, None] * chunk_size + j[None, :], mask=causal, other=0.0)
         cum = tl.load(cum_ptr + decay_base + j, mask=in_chunk, other=0.0)
         dt = tl.load(dt_ptr + decay_base + j, mask=in_chunk, other=0.0)
-        decay = tl.exp(tl.where(causal, cum_rows[:, None] - cum[None, :], float("-inf")))
+        separable = SEPARABLE and start + BLOCK_K <= tl.program_id(1) * BLOCK_M
+        decay = pair_decays(cum_rows[:, None], cum[None, :], causal, cum_ptr + decay_base + start + BLOCK_K - 1,
+                            separable)
         weight = tl.where(causal, cb * decay * dt[None, :], 0.0)
         x_tile = tl.load(x_base + j[:, None] * stride_x_seq + dims[None, :] * stride_x_dim,
                          mask=in_chunk[:, None] & dim_mask[None, :], other=0.0)

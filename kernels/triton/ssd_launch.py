@@ -2,6 +2,8 @@
 chunk states (`ssd_bwd_launch.py`)."""
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import triton
 
@@ -12,6 +14,26 @@ MIN_BLOCK = 16  # smallest tile side tl.dot accepts
 # Flat state tiles (H100, bf16, headdim 64 x d_state 128, fwd+bwd): b8 L2048 48 heads 4.29 ms with 2048 (1,536
 # programs) vs 4.50 with 256; b1 L65536 32 heads 13.66 ms with 2048 (128 programs) vs 11.48 with 256 (1,024)
 FLAT_TILE_CAP, FLAT_TILE_MIN, FLAT_TILE_PROGRAMS = 2048, 256, 1024
+
+
+class Tiling(NamedTuple):
+    """Launch knobs of one SSD kernel: caps of its tile sides (each kernel's docstring names what its BLOCK_M,
+    BLOCK_N, BLOCK_K and BLOCK_STATE tile), warps, and software-pipelining stages of its loops."""
+    block_m: int = 64
+    block_n: int = 64
+    block_k: int = 64
+    block_state: int = 64
+    warps: int = NUM_WARPS
+    stages: int = 3
+
+
+CB_TILING = Tiling()  # chunk_cb_kernel: M = steps i, N = steps j, K = states
+STATE_TILING = Tiling()  # chunk_state_kernel: M = headdim, N = states, K = steps
+SCAN_TILING = Tiling()  # chunk_scan_kernel: M = steps i, N = headdim, K = steps j, STATE = states
+# Chunk scan, dx and pairs: one exponent per step, not per pair, in tiles off the diagonal (`ssd_fwd.pair_decays`).
+# Off until measured on a GPU (compiled for sm_90 it cuts the loop's exponents per thread from 32 to 12 in those
+# tiles, and adds 16 / 40 bytes of spills to dx / pairs).
+SEPARABLE_DECAYS = False
 
 
 def tile_side(size: int, cap: int) -> int:
@@ -43,10 +65,12 @@ def chunk_products(C: torch.Tensor, B: torch.Tensor, n_chunks: int, chunk_size: 
     (only tiles on or below the diagonal are written)."""
     batch, seqlen, ngroups, d_state = B.shape
     cb = torch.empty(batch, n_chunks, ngroups, chunk_size, chunk_size, device=B.device, dtype=torch.float32)
-    tile = tile_side(chunk_size, 64)
-    chunk_cb_kernel[(batch * n_chunks * ngroups, triton.cdiv(chunk_size, tile), triton.cdiv(chunk_size, tile))](
+    knobs = CB_TILING
+    rows, cols = tile_side(chunk_size, knobs.block_m), tile_side(chunk_size, knobs.block_n)
+    chunk_cb_kernel[(batch * n_chunks * ngroups, triton.cdiv(chunk_size, rows), triton.cdiv(chunk_size, cols))](
         C, B, cb, seqlen, chunk_size, n_chunks, ngroups, d_state, *strides_of(C), *strides_of(B),
-        BLOCK_M=tile, BLOCK_N=tile, BLOCK_K=tile_side(d_state, 64), PRECISION=dot_precision(B), num_warps=NUM_WARPS)
+        BLOCK_M=rows, BLOCK_N=cols, BLOCK_K=tile_side(d_state, knobs.block_k), PRECISION=dot_precision(B),
+        num_warps=knobs.warps, num_stages=knobs.stages)
     return cb
 
 
@@ -59,28 +83,30 @@ def chunk_states(x: torch.Tensor, B: torch.Tensor, dt_chunks: torch.Tensor, cum:
     d_state = B.shape[3]
     n_chunks, chunk_size = dt_chunks.shape[2], dt_chunks.shape[3]
     states = torch.empty(batch, n_chunks, nheads, headdim, d_state, device=x.device, dtype=torch.float32)
-    dim_tile, state_tile = tile_side(headdim, 64), tile_side(d_state, 64)
+    knobs = STATE_TILING
+    dim_tile, state_tile = tile_side(headdim, knobs.block_m), tile_side(d_state, knobs.block_n)
     chunk_state_kernel[(batch * n_chunks * nheads, triton.cdiv(headdim, dim_tile), triton.cdiv(d_state, state_tile))](
         x, B, dt_chunks, cum, states, seqlen, chunk_size, n_chunks, nheads, nheads // B.shape[2], headdim, d_state,
         *strides_of(x), *strides_of(B),
-        TO_END=to_end, BLOCK_M=dim_tile, BLOCK_N=state_tile, BLOCK_K=tile_side(chunk_size, 64),
-        PRECISION=dot_precision(x), num_warps=NUM_WARPS)
+        TO_END=to_end, BLOCK_M=dim_tile, BLOCK_N=state_tile, BLOCK_K=tile_side(chunk_size, knobs.block_k),
+        PRECISION=dot_precision(x), num_warps=knobs.warps, num_stages=knobs.stages)
     return states
 
 
-def pass_states(states: torch.Tensor, cum: torch.Tensor, start: torch.Tensor | None, reverse: bool = False
-                ) -> torch.Tensor:
-    """In place: each chunk's own end state (from `chunk_states`) becomes the state entering that chunk, starting
-    from `start` (the initial state, or zero when None). Returns the final state (batch, nheads, headdim, d_state)
-    fp32. With `reverse`, the same over the chunks from the last: called with the gradients of the entering states
-    (from `chunk_states(to_end=False)`) and of the final state, each chunk's becomes the gradient of the state it
-    adds at its end, and the return is the initial state's gradient."""
+def pass_states(states: torch.Tensor, cum: torch.Tensor, start: torch.Tensor | None, reverse: bool = False,
+                carried: torch.Tensor | None = None) -> torch.Tensor:
+    """Each chunk's own end state (from `chunk_states`) is replaced by the state entering that chunk, starting from
+    `start` (the initial state, or zero when None), in place or, given `carried` (same shape, any float dtype), into
+    it. Returns the final state (batch, nheads, headdim, d_state) fp32. With `reverse`, the same over the chunks
+    from the last: called with the gradients of the entering states (from `chunk_states(to_end=False)`) and of the
+    final state, each chunk's becomes the gradient of the state it adds at its end, and the return is the initial
+    state's gradient."""
     batch, n_chunks, nheads, headdim, d_state = states.shape
     end = torch.empty(batch, nheads, headdim, d_state, device=states.device, dtype=torch.float32)
     state_size = headdim * d_state
     flat_tile = flat_state_tile(state_size, batch * nheads)
     state_passing_kernel[(batch * nheads, triton.cdiv(state_size, flat_tile))](
-        states, cum, start, end, n_chunks, cum.shape[3], nheads, state_size,
+        states, states if carried is None else carried, cum, start, end, n_chunks, cum.shape[3], nheads, state_size,
         HAS_START=start is not None, REVERSE=reverse, BLOCK=flat_tile, num_warps=NUM_WARPS)
     return end
 
@@ -106,16 +132,20 @@ def ssd_forward(
     n_chunks, chunk_size = dt_chunks.shape[2], dt_chunks.shape[3]
     cb = chunk_products(C, B, n_chunks, chunk_size)
     states = chunk_states(x, B, dt_chunks, cum)
-    final_state = pass_states(states, cum, initial_state)
+    entering = torch.empty_like(states, dtype=C.dtype)  # the chunk scan's matmuls take them in C's dtype
+    final_state = pass_states(states, cum, initial_state, carried=entering)
 
     y = torch.empty_like(x)
     ungated = torch.empty_like(x) if store_ungated and z is not None else None
     z_or_x = x if z is None else z
-    dim_tile, state_tile, step_tile = tile_side(headdim, 64), tile_side(d_state, 64), tile_side(chunk_size, 64)
-    chunk_scan_kernel[(batch * n_chunks * nheads, triton.cdiv(chunk_size, step_tile), triton.cdiv(headdim, dim_tile))](
-        x, z_or_x, C, cb, dt_chunks, cum, states, D, y, y if ungated is None else ungated,
+    knobs = SCAN_TILING
+    row_tile, dim_tile = tile_side(chunk_size, knobs.block_m), tile_side(headdim, knobs.block_n)
+    chunk_scan_kernel[(batch * n_chunks * nheads, triton.cdiv(chunk_size, row_tile), triton.cdiv(headdim, dim_tile))](
+        x, z_or_x, C, cb, dt_chunks, cum, entering, D, y, y if ungated is None else ungated,
         seqlen, chunk_size, n_chunks, nheads, nheads // ngroups, ngroups, headdim, d_state,
         *strides_of(x), *strides_of(z_or_x), *strides_of(y), *strides_of(C),
-        HAS_D=D is not None, HAS_Z=z is not None, STORE_UNGATED=ungated is not None, BLOCK_M=step_tile,
-        BLOCK_N=dim_tile, BLOCK_K=step_tile, BLOCK_STATE=state_tile, PRECISION=dot_precision(x), num_warps=NUM_WARPS)
+        HAS_D=D is not None, HAS_Z=z is not None, STORE_UNGATED=ungated is not None, BLOCK_M=row_tile,
+        BLOCK_N=dim_tile, BLOCK_K=tile_side(chunk_size, knobs.block_k),
+        BLOCK_STATE=tile_side(d_state, knobs.block_state), SEPARABLE=SEPARABLE_DECAYS, PRECISION=dot_precision(x),
+        num_warps=knobs.warps, num_stages=knobs.stages)
     return y, final_state, ungated

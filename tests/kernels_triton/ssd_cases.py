@@ -10,6 +10,7 @@ import math
 import torch
 
 from mambaseq.kernels import ssd_reference
+from mambaseq.kernels.triton.ssd_launch import Tiling
 
 # name -> ((batch, seqlen, nheads, headdim, ngroups, d_state), chunk_size, ssd_problem options)
 INTERPRETER_CASES = {
@@ -23,13 +24,30 @@ INTERPRETER_CASES = {
     "gradients-of-A-and-B-only": ((2, 37, 4, 3, 2, 5), 8, dict()),
     "heads-summed-per-program-uneven-splits": ((2, 45, 10, 4, 2, 5), 16, dict()),
     "several-tiles-all-heads-in-one-program": ((1, 200, 4, 80, 1, 70), 128, dict()),
+    "mixed-tile-sides": ((1, 200, 4, 80, 1, 70), 128, dict()),
+    "fp16-states-carried-in-fp16": ((2, 100, 4, 16, 2, 16), 32, dict()),
 }
+CASE_DTYPES = {"fp16-states-carried-in-fp16": torch.float16}  # default fp32
 X_VIEW_CASES = {"x-non-dense-view"}  # x reaches the kernel through `on_non_dense_x`
 # Launch knobs set for a case (module attributes of ssd_launch / ssd_bwd_launch). Lower program targets make the
 # dB/dC programs sum several of a group's heads (5 heads per group in splits of 3 and 2; all 4 heads in one program)
-# and give the chunk recurrences their largest flat state tile (2048: three tiles of a 5600-element state).
-LAUNCH_KNOBS = {"heads-summed-per-program-uneven-splits": {"TARGET_PROGRAMS": 24},
-                "several-tiles-all-heads-in-one-program": {"TARGET_PROGRAMS": 1, "FLAT_TILE_PROGRAMS": 1}}
+# and give the chunk recurrences their largest flat state tile (2048: three tiles of a 5600-element state). Mixed
+# tile sides: every kernel with its loop's tile unlike its output rows' (both ways), whole-d_state dots, and pairs,
+# dC and dB each with its own row tiles. SEPARABLE_DECAYS: one exponent per step in tiles off the diagonal.
+LAUNCH_KNOBS = {
+    "heads-summed-per-program-uneven-splits": {"TARGET_PROGRAMS": 24},
+    "several-tiles-all-heads-in-one-program": {"TARGET_PROGRAMS": 1, "FLAT_TILE_PROGRAMS": 1,
+                                               "SEPARABLE_DECAYS": True},
+    "mixed-tile-sides": {
+        "SEPARABLE_DECAYS": True,
+        "SCAN_TILING": Tiling(block_m=64, block_k=32, block_state=128),
+        "DX_TILING": Tiling(block_m=32, block_n=32, block_k=64, block_state=128),
+        "PAIRS_TILING": Tiling(block_m=32, block_n=32, block_k=64, stages=2),
+        "DC_TILING": Tiling(block_m=64, block_k=32, warps=8),
+        "DB_TILING": Tiling(block_m=16, block_n=16, block_k=32),
+        "STATE_TILING": Tiling(block_m=32, block_n=128, block_k=32),
+        "CB_TILING": Tiling(block_m=32, block_n=64, block_k=128)},
+}
 GRADIENT_SUBSETS = {"gradients-of-A-and-B-only": {"A", "B"}}  # only these inputs require a gradient (default: all)
 TENSOR_NAMES = ("x", "dt", "A", "B", "C", "D", "z", "dt_bias", "initial_state")
 

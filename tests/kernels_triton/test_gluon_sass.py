@@ -4,15 +4,13 @@ a channel's 4 state lanes. A scan lowered across lanes (e.g. `associative_scan(r
 warp shuffles) would multiply the shuffles."""
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
-from pathlib import Path
 
 import pytest
 
+from script_loader import load_script
+
 pytest.importorskip("triton.experimental.gluon")
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "count_sass.py"
 
 
 @pytest.fixture(scope="module")
@@ -21,11 +19,7 @@ def count_sass():
 
     if not os.path.exists(os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "nvdisasm")):
         pytest.skip("this Triton wheel ships no nvdisasm")
-    spec = importlib.util.spec_from_file_location("count_sass", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["count_sass"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("count_sass")
 
 
 def test_gluon_loops_keep_time_inside_lanes(count_sass):

@@ -1,19 +1,12 @@
 """scripts/bench_generate.py --tiny: every requested row runs on CPU (or reports why not) and is counted right."""
-import importlib.util
 import json
 import math
-import sys
+from functools import partial
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_generate.py"
+from script_loader import load_script
 
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("bench_generate", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+_load_script = partial(load_script, "bench_generate")
 
 
 def test_tiny_run_times_eager_and_transformer_rows(tmp_path: Path, capsys) -> None:

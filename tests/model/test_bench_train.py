@@ -1,18 +1,10 @@
 """scripts/bench_train.py --tiny: every requested row trains on CPU (or reports why not) and is counted right."""
-import importlib.util
 import math
-import sys
-from pathlib import Path
+from functools import partial
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_train.py"
+from script_loader import load_script
 
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("bench_train", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+_load_script = partial(load_script, "bench_train")
 
 
 def test_tiny_run_times_every_cpu_row(capsys) -> None:

@@ -1,18 +1,10 @@
 """scripts/prepare_audio.py on a folder of files: 16 kHz mono FLAC out, optional chunking, bad files skipped."""
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import soundfile
 
-SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "prepare_audio.py"
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("prepare_audio", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from script_loader import load_script
 
 
 def test_prepare_from_dir_converts_chunks_and_skips(tmp_path: Path, capsys) -> None:
@@ -24,7 +16,8 @@ def test_prepare_from_dir_converts_chunks_and_skips(tmp_path: Path, capsys) -> N
     soundfile.write(str(source / "track2.flac"), stereo[: 48000 * 2], 48000)
     (source / "broken.wav").write_bytes(b"RIFF0000WAVEfmt ")
     out = tmp_path / "corpus"
-    _load_script().main(["--from-dir", str(tmp_path / "music"), "--out", str(out), "--chunk-seconds", "2"])
+    load_script("prepare_audio").main(["--from-dir", str(tmp_path / "music"), "--out", str(out),
+                                       "--chunk-seconds", "2"])
     files = sorted(p.name for p in out.glob("*.flac"))
     # 5 s -> 2 s + 2 s (+ 1 s kept: not shorter than 1 s); 2 s -> one chunk
     assert files == ["track1__000.flac", "track1__001.flac", "track1__002.flac", "track2__000.flac"]

@@ -1,7 +1,5 @@
 """scripts/prepare_dna.py on a fake extracted Debian package: FASTA + samtools-compatible .fai + BED splits."""
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,20 +8,11 @@ import pyfaidx
 from mambaseq.tasks.dna.datamodule import DNADataModule
 from mambaseq.tasks.dna.genome import Genome
 from mambaseq.tasks.dna.tokenizer import DNATokenizer
-
-SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "prepare_dna.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("prepare_dna", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the script is executed
-    spec.loader.exec_module(module)
-    return module
+from script_loader import load_script
 
 
 def test_prepare_genome_writes_fasta_index_and_splits(tmp_path, write_fasta, random_bases):
-    prepare = load_script()
+    prepare = load_script("prepare_dna")
     source = tmp_path / "extracted"
     inner = source / prepare.GENOMES["v_cholerae_o395"].path.lstrip("/")
     inner.parent.mkdir(parents=True)

@@ -1,5 +1,4 @@
 """`mambaseq fit` on a synthetic task (tiny, a few steps), the shipped configs, training and evaluation helpers."""
-import importlib.util
 import math
 from pathlib import Path
 
@@ -14,9 +13,9 @@ from mambaseq.tasks.synthetic.evaluate import accuracy_table, evaluate_length
 from mambaseq.tasks.synthetic.induction_heads import InductionHeads
 from mambaseq.tasks.synthetic.selective_copying import SelectiveCopying
 from mambaseq.tasks.synthetic.train import SyntheticTrainConfig, train_synthetic
+from script_loader import load_script
 
 CONFIGS = Path(__file__).resolve().parents[3] / "configs" / "synthetic"
-SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "induction_extrapolation.py"
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))
@@ -47,9 +46,7 @@ def test_fit_logs_accuracy_and_the_checkpoint_loads_in_the_extrapolation_script(
     assert math.isfinite(float(metrics["val/loss"]))
     assert "val/ppl" not in metrics, "the answer-only loss is not a per-token likelihood"
 
-    spec = importlib.util.spec_from_file_location("induction_extrapolation", SCRIPT)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("induction_extrapolation")
     model = script.load_checkpoint(str(tmp_path / "checkpoints" / "last.ckpt"))
     trained = cli.model.model.state_dict()
     assert all(torch.equal(value, trained[key]) for key, value in model.state_dict().items())
