@@ -44,7 +44,7 @@ GROUP_TILINGS = [  # pairs, dC, dB
     Tiling(warps=8), Tiling(warps=8, stages=2), Tiling(block_k=32, warps=8), Tiling(block_m=32, block_k=32, warps=8)]
 # knob -> (the kernels it changes, its variants besides the default)
 KNOBS: dict[str, tuple[tuple[str, ...], list]] = {
-    "SEPARABLE_DECAYS": (("chunk_scan_kernel", "chunk_scan_bwd_dx_kernel", "chunk_pairs_bwd_kernel"), [True]),
+    "SEPARABLE_DECAYS": (("chunk_scan_kernel", "chunk_scan_bwd_dx_kernel", "chunk_pairs_bwd_kernel"), [True, False]),
     "SCAN_TILING": (("chunk_scan_kernel",), ROW_TILINGS),
     "DX_TILING": (("chunk_scan_bwd_dx_kernel",), ROW_TILINGS),
     "PAIRS_TILING": (("chunk_pairs_bwd_kernel",), GROUP_TILINGS),
@@ -53,6 +53,7 @@ KNOBS: dict[str, tuple[tuple[str, ...], list]] = {
     "STATE_TILING": (("chunk_state_kernel",), [
         Tiling(stages=2), Tiling(stages=4), Tiling(block_n=128), Tiling(block_n=128, warps=8), Tiling(block_k=32),
         Tiling(block_k=128), Tiling(block_n=128, block_k=32), Tiling(block_m=32), Tiling(warps=8)]),
+    "FLAT_TILE_PROGRAMS": (("state_passing_kernel",), [2048, 4096, 8192]),
     "CB_TILING": (("chunk_cb_kernel",), [
         Tiling(stages=2), Tiling(stages=4), Tiling(block_k=128), Tiling(block_m=128, block_n=128, warps=8),
         Tiling(block_m=128, warps=8), Tiling(block_m=32, block_n=32)]),

@@ -11,9 +11,12 @@ from .ssd_fwd import chunk_cb_kernel, chunk_scan_kernel, chunk_state_kernel, sta
 
 NUM_WARPS = 4
 MIN_BLOCK = 16  # smallest tile side tl.dot accepts
-# Flat state tiles (H100, bf16, headdim 64 x d_state 128, fwd+bwd): b8 L2048 48 heads 4.29 ms with 2048 (1,536
-# programs) vs 4.50 with 256; b1 L65536 32 heads 13.66 ms with 2048 (128 programs) vs 11.48 with 256 (1,024)
-FLAT_TILE_CAP, FLAT_TILE_MIN, FLAT_TILE_PROGRAMS = 2048, 256, 1024
+# Flat state tiles of the chunk recurrences (H100, bf16, headdim 64 x d_state 128, fwd+bwd): b8 L2048 48 heads 4.29
+# ms with 2048 (1,536 programs) vs 4.50 with 256; b1 L65536 32 heads 13.66 ms with 2048 (128 programs) vs 11.48 with
+# 256 (1,024 programs). These loops over the chunks are latency-bound: mamba-ssm's state passing, autotuned over tiles
+# of 64 to 2048, took 0.19 ms a call at b1 L65536, ours about 1.26 (2026-12-07). Tiles below 256 are not measured yet
+# (`scripts/tune_ssd.py --knobs FLAT_TILE_PROGRAMS`); they are allowed down to 64, which no benchmark shape reaches.
+FLAT_TILE_CAP, FLAT_TILE_MIN, FLAT_TILE_PROGRAMS = 2048, 64, 1024
 
 
 class Tiling(NamedTuple):
@@ -29,11 +32,12 @@ class Tiling(NamedTuple):
 
 CB_TILING = Tiling()  # chunk_cb_kernel: M = steps i, N = steps j, K = states
 STATE_TILING = Tiling()  # chunk_state_kernel: M = headdim, N = states, K = steps
-SCAN_TILING = Tiling()  # chunk_scan_kernel: M = steps i, N = headdim, K = steps j, STATE = states
+# chunk_scan_kernel: M = steps i, N = headdim, K = steps j, STATE = states. 32-step K tiles (H100, bf16, kernel ms per
+# fwd+bwd at b8 L2048 48 heads / b1 L65536 32 heads, scripts/tune_ssd.py): 0.397 / 1.019, where 64 took 0.600 / 1.574
+SCAN_TILING = Tiling(block_k=32)
 # Chunk scan, dx and pairs: one exponent per step, not per pair, in tiles off the diagonal (`ssd_fwd.pair_decays`).
-# Off until measured on a GPU (compiled for sm_90 it cuts the loop's exponents per thread from 32 to 12 in those
-# tiles, and adds 16 / 40 bytes of spills to dx / pairs).
-SEPARABLE_DECAYS = False
+# The three kernels at 64-step tiles: 1.839 / 4.812 ms with it, 1.965 / 5.159 without.
+SEPARABLE_DECAYS = True
 
 
 def tile_side(size: int, cap: int) -> int:
@@ -53,7 +57,7 @@ def dot_precision(tensor: torch.Tensor) -> str:
 def flat_state_tile(state_size: int, rows: int) -> int:
     """Tile of a flattened (headdim * d_state) state in the chunk recurrences, over `rows` = batch * nheads
     sequences: the largest up to FLAT_TILE_CAP that still leaves FLAT_TILE_PROGRAMS programs (their loads, one chunk
-    after another, hide each other's latency), but no smaller than 256."""
+    after another, hide each other's latency), but no smaller than FLAT_TILE_MIN."""
     tile = max(MIN_BLOCK, min(FLAT_TILE_CAP, triton.next_power_of_2(state_size)))
     while tile > FLAT_TILE_MIN and rows * triton.cdiv(state_size, tile) < FLAT_TILE_PROGRAMS:
         tile //= 2

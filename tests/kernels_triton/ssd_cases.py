@@ -33,8 +33,10 @@ X_VIEW_CASES = {"x-non-dense-view"}  # x reaches the kernel through `on_non_dens
 # dB/dC programs sum several of a group's heads (5 heads per group in splits of 3 and 2; all 4 heads in one program)
 # and give the chunk recurrences their largest flat state tile (2048: three tiles of a 5600-element state). Mixed
 # tile sides: every kernel with its loop's tile unlike its output rows' (both ways), whole-d_state dots, and pairs,
-# dC and dB each with its own row tiles. SEPARABLE_DECAYS: one exponent per step in tiles off the diagonal.
+# dC and dB each with its own row tiles. SEPARABLE_DECAYS: one exponent per step in tiles off the diagonal (the
+# default), or one per pair everywhere.
 LAUNCH_KNOBS = {
+    "several-tiles-per-chunk": {"SEPARABLE_DECAYS": False},
     "heads-summed-per-program-uneven-splits": {"TARGET_PROGRAMS": 24},
     "several-tiles-all-heads-in-one-program": {"TARGET_PROGRAMS": 1, "FLAT_TILE_PROGRAMS": 1,
                                                "SEPARABLE_DECAYS": True},

@@ -97,6 +97,8 @@ def test_compile_failure_falls_back_to_eager_with_one_warning(seed, monkeypatch)
     (64 * 128, 8 * 48, 2048),  # b8, 48 heads: 1,536 programs
     (64 * 128, 1 * 32, 256),  # b1, 32 heads: 1,024 programs (2048 would leave 128)
     (64 * 128, 2 * 32, 512),
+    (64 * 128, 1 * 8, 64),  # 8 sequences: the smallest tile, 1,024 programs
+    (64 * 128, 1 * 2, 64),  # 2 sequences: no smaller than FLAT_TILE_MIN, 256 programs
     (3 * 5, 1, 16),  # a state smaller than the smallest tile
 ])
 def test_flat_state_tile_keeps_enough_programs(state_size, rows, expected):
@@ -143,11 +145,12 @@ def test_cuda_matches_fp64_reference(seed, dtype, shape, chunk_size, options, x_
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
-def test_cuda_separable_decays_match_fp64_reference(seed, dtype, monkeypatch):
-    """The chunk scan, dx and pairs kernels with one exponent per step in tiles off the diagonal."""
+def test_cuda_per_pair_decays_match_fp64_reference(seed, dtype, monkeypatch):
+    """The chunk scan, dx and pairs kernels with one exponent per step pair everywhere (the default takes one per
+    step in tiles off the diagonal)."""
     from mambaseq.kernels.triton import ssd_launch, ssd_triton
 
-    monkeypatch.setattr(ssd_launch, "SEPARABLE_DECAYS", True)
+    monkeypatch.setattr(ssd_launch, "SEPARABLE_DECAYS", False)
     problem = _on_cuda(ssd_problem(2, 1000, 8, 64, 2, 64, generator=torch.Generator().manual_seed(seed)))
     errors = compare_with_reference(problem, ssd_triton, dtype, chunk_size=256)
     assert_errors_within(errors, CUDA_TOLERANCE[dtype])
