@@ -143,10 +143,16 @@ def group_split_program(ngroups, n_chunks, heads_per_group, heads_per_split):
 
 
 @triton.jit
+def group_split_batches(ngroups, n_chunks, heads_per_group, heads_per_split):
+    """The batch size, from a pairs/dB/dC program (axis 0 of its grid runs over batch * n_chunks * ngroups * splits)."""
+    return tl.num_programs(0) // (tl.cdiv(heads_per_group, heads_per_split) * ngroups * n_chunks)
+
+
+@triton.jit
 def pair_weights_offset(batch, chunk, group, split, n_chunks, ngroups, heads_per_group, heads_per_split, chunk_size):
     """Offset of the (chunk_size, chunk_size) block of summed pair weights W of (split, batch, chunk, group) in a
     (splits, batch, n_chunks, ngroups, chunk_size, chunk_size) buffer, from a dB/dC/pairs program."""
-    n_batches = tl.num_programs(0) // (tl.cdiv(heads_per_group, heads_per_split) * ngroups * n_chunks)
+    n_batches = group_split_batches(ngroups, n_chunks, heads_per_group, heads_per_split)
     return (((split * n_batches + batch) * n_chunks + chunk) * ngroups + group) * chunk_size * chunk_size
 
 
@@ -171,7 +177,7 @@ def chunk_pairs_bwd_kernel(
     rows = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)  # steps i
     row_mask = rows < chunk_len
     first = chunk.to(tl.int64) * chunk_size
-    n_batches = tl.num_programs(0) // (tl.cdiv(heads_per_group, heads_per_split) * ngroups * n_chunks)
+    n_batches = group_split_batches(ngroups, n_chunks, heads_per_group, heads_per_split)
     cb_base = cb_ptr + ((batch * n_chunks + chunk) * ngroups + group) * chunk_size * chunk_size
     W_base = W_ptr + pair_weights_offset(batch, chunk, group, split, n_chunks, ngroups, heads_per_group,
                                          heads_per_split, chunk_size)
