@@ -141,7 +141,7 @@ def resource_rows(shape: tuple[int, ...], groups: int, chunk_size: int, dtype: t
         seen.add(key)
         report = cubin_report(compiled.asm["cubin"])
         tiles = ",".join(f"{k[6:] if k.startswith('BLOCK_') else k}={v}" for k, v in kwargs.items()
-                         if k.startswith("BLOCK") or k in ("num_warps", "num_stages"))
+                         if k.startswith("BLOCK") or k in ("CHUNKS", "num_warps", "num_stages"))
         flags = ",".join(k for k, v in kwargs.items() if v is True)
         rows.append([kernel.fn.__name__, flags, tiles, str(report["registers"]), str(report["stack"]),
                      str(compiled.metadata.shared), str(report["instructions"]), str(report["exponentials"])])

@@ -53,7 +53,9 @@ KNOBS: dict[str, tuple[tuple[str, ...], list]] = {
     "STATE_TILING": (("chunk_state_kernel",), [
         Tiling(stages=2), Tiling(stages=4), Tiling(block_n=128), Tiling(block_n=128, warps=8), Tiling(block_k=32),
         Tiling(block_k=128), Tiling(block_n=128, block_k=32), Tiling(block_m=32), Tiling(warps=8)]),
-    "FLAT_TILE_PROGRAMS": (("state_passing_kernel",), [2048, 4096, 8192]),
+    "PASSING_CHUNKS": (("state_passing_kernel",), [1, 4, 8, 32]),
+    "FLAT_TILE_ELEMENTS": (("state_passing_kernel",), [2048, 8192, 16384]),
+    "FLAT_TILE_PROGRAMS": (("state_passing_kernel",), [256, 2048, 4096]),
     "CB_TILING": (("chunk_cb_kernel",), [
         Tiling(stages=2), Tiling(stages=4), Tiling(block_k=128), Tiling(block_m=128, block_n=128, warps=8),
         Tiling(block_m=128, warps=8), Tiling(block_m=32, block_n=32)]),

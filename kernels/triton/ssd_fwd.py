@@ -6,9 +6,9 @@ Four launches, each a grid of independent tiles:
 2. `chunk_state_kernel`: each chunk's own state at its end, S[b, c, h] = sum_j x_j^T (dt_j exp(cum_end - cum_j)) B_j,
    (headdim, d_state) fp32. With TO_END=False it weighs step j by exp(cum_j) instead: the backward's gradient of the
    state entering the chunk, sum_i dy_i^T exp(cum_i) C_i (called with dy for x and C for B).
-3. `state_passing_kernel`: the short sequential recurrence across chunks, s <- exp(cum_end[c]) s + S[c], which
-   gives the states entering the chunks (stored in the matmul dtype for the chunk scan, fp32 for the backward) and
-   the final state. The backward runs the same recurrence in reverse over the state gradients.
+3. `state_passing_kernel`: the short recurrence across chunks, s <- exp(cum_end[c]) s + S[c], which gives the
+   states entering the chunks (stored in the matmul dtype for the chunk scan, fp32 for the backward) and the final
+   state, several chunks per loop step. The backward runs the same recurrence in reverse over the state gradients.
 4. `chunk_scan_kernel`: y_i = exp(cum_i) C_i . S_in[c] + sum_{j <= i} CB_ij exp(cum_i - cum_j) dt_j x_j, + D x_i,
    times silu(z_i) (optionally also stored before that gate, for the backward).
 cum is the within-chunk cumulative sum of dt*A; every exponent used is <= 0 (A*dt <= 0), so nothing overflows.
@@ -16,6 +16,8 @@ Matmul operands are in the input dtype (bf16/fp16: tensor cores, fp32 accumulati
 """
 import triton
 import triton.language as tl
+
+from .scan_math import linear_recurrence_combine
 
 
 @triton.jit
@@ -117,11 +119,13 @@ def chunk_state_kernel(
 @triton.jit
 def state_passing_kernel(
     states_ptr, carried_ptr, cum_ptr, start_ptr, end_ptr, n_chunks, chunk_size, nheads, state_size,
-    HAS_START: tl.constexpr, REVERSE: tl.constexpr, BLOCK: tl.constexpr,
+    HAS_START: tl.constexpr, REVERSE: tl.constexpr, BLOCK: tl.constexpr, CHUNKS: tl.constexpr,
 ):
     """Grid (batch * nheads, state tiles). Over the chunks (from the last one with REVERSE): `carried` (same layout
     as `states`, any float dtype; may be `states` itself) gets the value carried into each chunk, s <- exp(cum_end[c])
-    s + entry, starting from `start` (or zero); the value carried out of the last chunk is stored in `end`."""
+    s + entry, starting from `start` (or zero); the value carried out of the last chunk is stored in `end`.
+    Each loop step loads the entries of CHUNKS chunks at once (CHUNKS times the bytes in flight of a loop over single
+    chunks, which is latency-bound) and runs the recurrence over them as an associative scan."""
     pid = tl.program_id(0)
     head = pid % nheads
     batch = (pid // nheads).to(tl.int64)
@@ -133,12 +137,29 @@ def state_passing_kernel(
     else:
         state = tl.zeros((BLOCK,), dtype=tl.float32)
     cum_end = cum_ptr + (batch * nheads + head) * n_chunks * chunk_size + chunk_size - 1
-    for step in range(0, n_chunks):
-        chunk = n_chunks - 1 - step if REVERSE else step
-        offset = ((batch * n_chunks + chunk) * nheads + head) * state_size + offsets
-        entry = tl.load(states_ptr + offset, mask=mask, other=0.0)
-        tl.store(carried_ptr + offset, state.to(carried_ptr.dtype.element_ty), mask=mask)
-        state = tl.exp(tl.load(cum_end + chunk * chunk_size)) * state + entry
+    slots = tl.arange(0, CHUNKS)
+    for first in range(0, n_chunks, CHUNKS):
+        order = first + slots
+        valid = order < n_chunks
+        chunk = n_chunks - 1 - order if REVERSE else order
+        offset = (((batch * n_chunks + chunk) * nheads + head) * state_size)[:, None] + offsets[None, :]
+        tile_mask = valid[:, None] & mask[None, :]
+        entries = tl.load(states_ptr + offset, mask=tile_mask, other=0.0)
+        decays = tl.exp(tl.load(cum_end + chunk * chunk_size, mask=valid, other=0.0))  # 1 past the last chunk
+        entries = tl.where(slots[:, None] == 0, entries + decays[:, None] * state[None, :], entries)
+        _, leaving = tl.associative_scan((tl.broadcast_to(decays[:, None], (CHUNKS, BLOCK)), entries), 0,
+                                         linear_recurrence_combine)
+        # In place, `carried` is `states`: every load of the step comes before any store (the barrier orders the
+        # loads of each thread before the stores of the others). Chunk slot k gets the value leaving slot k - 1.
+        tl.debug_barrier()
+        first_chunk = n_chunks - 1 - first if REVERSE else first
+        tl.store(carried_ptr + ((batch * n_chunks + first_chunk) * nheads + head) * state_size + offsets,
+                 state.to(carried_ptr.dtype.element_ty), mask=mask)
+        next_chunk = chunk - 1 if REVERSE else chunk + 1
+        next_offset = (((batch * n_chunks + next_chunk) * nheads + head) * state_size)[:, None] + offsets[None, :]
+        tl.store(carried_ptr + next_offset, leaving.to(carried_ptr.dtype.element_ty),
+                 mask=((slots < CHUNKS - 1) & (order + 1 < n_chunks))[:, None] & mask[None, :])
+        state = tl.sum(tl.where(slots[:, None] == CHUNKS - 1, leaving, 0.0), axis=0)
     tl.store(end_ptr + own, state, mask=mask)
 
 

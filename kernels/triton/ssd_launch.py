@@ -11,12 +11,12 @@ from .ssd_fwd import chunk_cb_kernel, chunk_scan_kernel, chunk_state_kernel, sta
 
 NUM_WARPS = 4
 MIN_BLOCK = 16  # smallest tile side tl.dot accepts
-# Flat state tiles of the chunk recurrences (H100, bf16, headdim 64 x d_state 128, fwd+bwd): b8 L2048 48 heads 4.29
-# ms with 2048 (1,536 programs) vs 4.50 with 256; b1 L65536 32 heads 13.66 ms with 2048 (128 programs) vs 11.48 with
-# 256 (1,024 programs). These loops over the chunks are latency-bound: mamba-ssm's state passing, autotuned over tiles
-# of 64 to 2048, took 0.19 ms a call at b1 L65536, ours about 1.26 (2026-12-07). Tiles below 256 are not measured yet
-# (`scripts/tune_ssd.py --knobs FLAT_TILE_PROGRAMS`); they are allowed down to 64, which no benchmark shape reaches.
-FLAT_TILE_CAP, FLAT_TILE_MIN, FLAT_TILE_PROGRAMS = 2048, 64, 1024
+# The chunk recurrences (`state_passing_kernel`: forward, backward recompute, reverse) are latency-bound loops over
+# the chunks. Looping over one chunk at a time, all programs together keep one chunk's states (1 MB at 32 heads x
+# 64 x 128 fp32) in flight: at b1 L65536 that took 1.26 ms a call on an H100, where mamba-ssm's took 0.19 (2026-12-07).
+# Each loop step now loads PASSING_CHUNKS chunks. A program's flat state tile holds at most FLAT_TILE_ELEMENTS
+# (chunks x state elements), and is halved, down to FLAT_TILE_MIN, while fewer than FLAT_TILE_PROGRAMS programs run.
+PASSING_CHUNKS, FLAT_TILE_ELEMENTS, FLAT_TILE_MIN, FLAT_TILE_PROGRAMS = 16, 4096, 64, 1024
 
 
 class Tiling(NamedTuple):
@@ -54,11 +54,16 @@ def dot_precision(tensor: torch.Tensor) -> str:
     return "ieee" if tensor.dtype == torch.float32 else "tf32"
 
 
-def flat_state_tile(state_size: int, rows: int) -> int:
+def passing_chunks(n_chunks: int) -> int:
+    """Chunks per loop step of the chunk recurrences: PASSING_CHUNKS, or fewer for shorter sequences (power of 2)."""
+    return min(PASSING_CHUNKS, triton.next_power_of_2(n_chunks))
+
+
+def flat_state_tile(state_size: int, rows: int, chunks: int) -> int:
     """Tile of a flattened (headdim * d_state) state in the chunk recurrences, over `rows` = batch * nheads
-    sequences: the largest up to FLAT_TILE_CAP that still leaves FLAT_TILE_PROGRAMS programs (their loads, one chunk
-    after another, hide each other's latency), but no smaller than FLAT_TILE_MIN."""
-    tile = max(MIN_BLOCK, min(FLAT_TILE_CAP, triton.next_power_of_2(state_size)))
+    sequences, `chunks` chunks per loop step: the largest power of two within FLAT_TILE_ELEMENTS / chunks (and the
+    state) that still leaves FLAT_TILE_PROGRAMS programs, but no smaller than FLAT_TILE_MIN."""
+    tile = max(MIN_BLOCK, min(FLAT_TILE_ELEMENTS // chunks, triton.next_power_of_2(state_size)))
     while tile > FLAT_TILE_MIN and rows * triton.cdiv(state_size, tile) < FLAT_TILE_PROGRAMS:
         tile //= 2
     return tile
@@ -108,10 +113,11 @@ def pass_states(states: torch.Tensor, cum: torch.Tensor, start: torch.Tensor | N
     batch, n_chunks, nheads, headdim, d_state = states.shape
     end = torch.empty(batch, nheads, headdim, d_state, device=states.device, dtype=torch.float32)
     state_size = headdim * d_state
-    flat_tile = flat_state_tile(state_size, batch * nheads)
+    chunks = passing_chunks(n_chunks)
+    flat_tile = flat_state_tile(state_size, batch * nheads, chunks)
     state_passing_kernel[(batch * nheads, triton.cdiv(state_size, flat_tile))](
         states, states if carried is None else carried, cum, start, end, n_chunks, cum.shape[3], nheads, state_size,
-        HAS_START=start is not None, REVERSE=reverse, BLOCK=flat_tile, num_warps=NUM_WARPS)
+        HAS_START=start is not None, REVERSE=reverse, BLOCK=flat_tile, CHUNKS=chunks, num_warps=NUM_WARPS)
     return end
 
 

@@ -29,13 +29,16 @@ INTERPRETER_CASES = {
 }
 CASE_DTYPES = {"fp16-states-carried-in-fp16": torch.float16}  # default fp32
 X_VIEW_CASES = {"x-non-dense-view"}  # x reaches the kernel through `on_non_dense_x`
-# Launch knobs set for a case (module attributes of ssd_launch / ssd_bwd_launch). Lower program targets make the
-# dB/dC programs sum several of a group's heads (5 heads per group in splits of 3 and 2; all 4 heads in one program)
-# and give the chunk recurrences their largest flat state tile (2048: three tiles of a 5600-element state). Mixed
-# tile sides: every kernel with its loop's tile unlike its output rows' (both ways), whole-d_state dots, and pairs,
-# dC and dB each with its own row tiles. SEPARABLE_DECAYS: one exponent per step in tiles off the diagonal (the
-# default), or one per pair everywhere.
+# Launch knobs set for a case (module attributes of ssd_launch / ssd_bwd_launch). Fewer chunks per step of the chunk
+# recurrences make them loop over several steps, the last one partly past the end (5 chunks in 2s, 11 in 4s). Lower
+# program targets make the dB/dC programs sum several of a group's heads (5 heads per group in splits of 3 and 2; all
+# 4 heads in one program) and give the chunk recurrences their largest flat state tile (2048: three tiles of a
+# 5600-element state). Mixed tile sides: every kernel with its loop's tile unlike its output rows' (both ways),
+# whole-d_state dots, and pairs, dC and dB each with its own row tiles. SEPARABLE_DECAYS: one exponent per step in
+# tiles off the diagonal (the default), or one per pair everywhere.
 LAUNCH_KNOBS = {
+    "all-features-L-not-multiple-of-chunk": {"PASSING_CHUNKS": 2},
+    "chunk-1-no-softplus-no-bias": {"PASSING_CHUNKS": 4},
     "several-tiles-per-chunk": {"SEPARABLE_DECAYS": False},
     "heads-summed-per-program-uneven-splits": {"TARGET_PROGRAMS": 24},
     "several-tiles-all-heads-in-one-program": {"TARGET_PROGRAMS": 1, "FLAT_TILE_PROGRAMS": 1,

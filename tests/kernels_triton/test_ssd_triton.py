@@ -23,7 +23,8 @@ from error_norms import assert_errors_within
 from mambaseq.kernels import dispatch, ssd
 from mambaseq.kernels.triton import ssd as ssd_module
 from mambaseq.kernels.triton.ssd_blocks import ssd_blocks
-from mambaseq.kernels.triton.ssd_launch import FLAT_TILE_MIN, FLAT_TILE_PROGRAMS, flat_state_tile
+from mambaseq.kernels.triton.ssd_launch import (FLAT_TILE_ELEMENTS, FLAT_TILE_MIN, FLAT_TILE_PROGRAMS, PASSING_CHUNKS,
+                                                flat_state_tile, passing_chunks)
 from ssd_cases import (CASE_DTYPES, GRADIENT_SUBSETS, INTERPRETER_CASES, compare_with_reference, on_non_dense_x,
                        ssd_problem)
 from interpreted import run_interpreted
@@ -93,18 +94,24 @@ def test_compile_failure_falls_back_to_eager_with_one_warning(seed, monkeypatch)
     assert len(attempts) == 1
 
 
-@pytest.mark.parametrize("state_size, rows, expected", [
-    (64 * 128, 8 * 48, 2048),  # b8, 48 heads: 1,536 programs
-    (64 * 128, 1 * 32, 256),  # b1, 32 heads: 1,024 programs (2048 would leave 128)
-    (64 * 128, 2 * 32, 512),
-    (64 * 128, 1 * 8, 64),  # 8 sequences: the smallest tile, 1,024 programs
-    (64 * 128, 1 * 2, 64),  # 2 sequences: no smaller than FLAT_TILE_MIN, 256 programs
-    (3 * 5, 1, 16),  # a state smaller than the smallest tile
+@pytest.mark.parametrize("state_size, rows, chunks, expected", [
+    (64 * 128, 8 * 48, 8, 512),  # b8 L2048, 48 heads: 4096 elements of 8 chunks, 6,144 programs
+    (64 * 128, 1 * 32, 16, 256),  # b1 L65536, 32 heads: 1,024 programs
+    (64 * 128, 2 * 32, 1, 512),  # 4096 would leave 128 programs
+    (64 * 128, 1 * 8, 16, 64),  # 8 sequences: the smallest tile, 1,024 programs
+    (64 * 128, 1 * 2, 16, 64),  # 2 sequences: no smaller than FLAT_TILE_MIN, 256 programs
+    (3 * 5, 1, 1, 16),  # a state smaller than the smallest tile
 ])
-def test_flat_state_tile_keeps_enough_programs(state_size, rows, expected):
-    tile = flat_state_tile(state_size, rows)
+def test_flat_state_tile_keeps_enough_programs(state_size, rows, chunks, expected):
+    tile = flat_state_tile(state_size, rows, chunks)
     assert tile == expected
+    assert tile * chunks <= max(FLAT_TILE_ELEMENTS, 16 * chunks)
     assert rows * -(-state_size // tile) >= FLAT_TILE_PROGRAMS or tile <= FLAT_TILE_MIN
+
+
+@pytest.mark.parametrize("n_chunks, expected", [(1, 1), (5, 8), (16, 16), (256, PASSING_CHUNKS)])
+def test_passing_chunks_cover_short_sequences_in_one_step(n_chunks, expected):
+    assert passing_chunks(n_chunks) == min(expected, PASSING_CHUNKS)
 
 
 def test_bench_tiny_runs_on_cpu():
@@ -133,6 +140,7 @@ def _on_cuda(problem: dict) -> dict:
                  id="odd-dims"),
     pytest.param((2, 700, 8, 64, 1, 128), 256, dict(with_z=False), True, id="mixer-layout-x-view"),
     pytest.param((8, 300, 32, 64, 1, 128), 256, dict(), False, id="256-sequences-flat-tile-2048"),
+    pytest.param((2, 3000, 4, 64, 2, 64), 64, dict(), False, id="47-chunks-passed-in-3-steps"),
 ])
 def test_cuda_matches_fp64_reference(seed, dtype, shape, chunk_size, options, x_view):
     from mambaseq.kernels.triton import ssd_triton
