@@ -16,7 +16,7 @@ MIN_BLOCK = 16  # smallest tile side tl.dot accepts
 # 64 x 128 fp32) in flight: at b1 L65536 that took 1.26 ms a call on an H100, where mamba-ssm's took 0.19 (2026-12-07).
 # Each loop step now loads PASSING_CHUNKS chunks. A program's flat state tile holds at most FLAT_TILE_ELEMENTS
 # (chunks x state elements), and is halved, down to FLAT_TILE_MIN, while fewer than FLAT_TILE_PROGRAMS programs run.
-PASSING_CHUNKS, FLAT_TILE_ELEMENTS, FLAT_TILE_MIN, FLAT_TILE_PROGRAMS = 16, 4096, 64, 1024
+PASSING_CHUNKS, FLAT_TILE_ELEMENTS, FLAT_TILE_MIN, FLAT_TILE_PROGRAMS = 16, 8192, 64, 1024
 
 
 class Tiling(NamedTuple):
@@ -31,7 +31,9 @@ class Tiling(NamedTuple):
 
 
 CB_TILING = Tiling()  # chunk_cb_kernel: M = steps i, N = steps j, K = states
-STATE_TILING = Tiling()  # chunk_state_kernel: M = headdim, N = states, K = steps
+# chunk_state_kernel: M = headdim, N = states, K = steps. Whole 128-state rows and 32-step K tiles (kernel ms per
+# fwd+bwd, 3 calls, at b8 L2048 48 heads / b1 L65536 32 heads, 2026-12-08): 0.244 / 0.624, where 64 x 64 took 0.351 / 0.881
+STATE_TILING = Tiling(block_n=128, block_k=32)
 # chunk_scan_kernel: M = steps i, N = headdim, K = steps j, STATE = states. 32-step K tiles (H100, bf16, kernel ms per
 # fwd+bwd at b8 L2048 48 heads / b1 L65536 32 heads, scripts/tune_ssd.py): 0.397 / 1.019, where 64 took 0.600 / 1.574
 SCAN_TILING = Tiling(block_k=32)

@@ -40,7 +40,7 @@ def test_every_launch_compiles_with_the_knobs_in_force(resources, monkeypatch):
     [(_, dC_tiles)] = by_kernel["chunk_scan_bwd_dC_kernel"]
     assert {"M=32", "K=16", "num_warps=8", "num_stages=2"} <= set(dC_tiles)
     [(_, dB_tiles)] = by_kernel["chunk_scan_bwd_dB_kernel"]
-    assert {"M=32", "K=32", "num_warps=4", "num_stages=3"} <= set(dB_tiles)  # defaults, capped at chunk 32
+    assert {"M=32", "K=32", "num_warps=8", "num_stages=3"} <= set(dB_tiles)  # defaults, capped at chunk 32
     assert len(by_kernel["chunk_state_kernel"]) == 2  # weighted to the chunk end and from its start
     assert all(isinstance(getattr(module, name), JITFunction)  # the recorders are gone again
                for module in (ssd_launch, ssd_bwd_launch) for name in KERNELS if hasattr(module, name))

@@ -95,9 +95,9 @@ def test_compile_failure_falls_back_to_eager_with_one_warning(seed, monkeypatch)
 
 
 @pytest.mark.parametrize("state_size, rows, chunks, expected", [
-    (64 * 128, 8 * 48, 8, 512),  # b8 L2048, 48 heads: 4096 elements of 8 chunks, 6,144 programs
-    (64 * 128, 1 * 32, 16, 256),  # b1 L65536, 32 heads: 1,024 programs
-    (64 * 128, 2 * 32, 1, 512),  # 4096 would leave 128 programs
+    (64 * 128, 8 * 48, 8, 1024),  # b8 L2048, 48 heads: 8 chunks of 1024 elements, 3,072 programs
+    (64 * 128, 1 * 32, 16, 256),  # b1 L65536, 32 heads: 512 would leave 512 programs
+    (64 * 128, 2 * 32, 1, 512),  # 8192 would leave 64 programs
     (64 * 128, 1 * 8, 16, 64),  # 8 sequences: the smallest tile, 1,024 programs
     (64 * 128, 1 * 2, 16, 64),  # 2 sequences: no smaller than FLAT_TILE_MIN, 256 programs
     (3 * 5, 1, 1, 16),  # a state smaller than the smallest tile
