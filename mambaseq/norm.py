@@ -33,19 +33,29 @@ class GatedRMSNorm(nn.Module):
 
     With `norm_before_gate=False` (Mamba-2's default) the gate multiplies before normalizing:
     `y = rmsnorm_groups(x * silu(z)) * weight`; otherwise `y = rmsnorm_groups(x) * weight * silu(z)`.
-    x, z: (..., d_inner) -> (..., d_inner), `d_inner` a multiple of `group_size`.
+    x, z: (..., d_inner) -> (..., d_inner), `d_inner` a multiple of `group_size`. With `kernel_backend` "auto" or
+    "triton", CUDA tensors (fp32/fp16/bf16, outside torch.compile) run one Triton kernel per direction
+    (`mambaseq.kernels.triton.gated_rms_norm_triton`); the arithmetic is the same, in fp32.
     """
 
-    def __init__(self, d_inner: int, group_size: int, eps: float = 1e-5, norm_before_gate: bool = False) -> None:
+    def __init__(self, d_inner: int, group_size: int, eps: float = 1e-5, norm_before_gate: bool = False,
+                 kernel_backend: str | None = None) -> None:
         super().__init__()
         if d_inner % group_size:
             raise ValueError(f"GatedRMSNorm: d_inner={d_inner} is not a multiple of group_size={group_size}")
         self.eps = eps
         self.group_size = group_size
         self.norm_before_gate = norm_before_gate
+        self.kernel_backend = kernel_backend
         self.weight = nn.Parameter(torch.ones(d_inner))
 
     def forward(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        tensors = (x, self.weight) if z is None else (x, z, self.weight)
+        if (self.kernel_backend in FUSED_NORM_BACKENDS and x.is_cuda and not torch.compiler.is_compiling()
+                and all(t.dtype in FUSED_NORM_DTYPES for t in tensors)):
+            from mambaseq.kernels.triton import gated_rms_norm_triton
+
+            return gated_rms_norm_triton(x, z, self.weight, self.group_size, self.eps, self.norm_before_gate)
         out = at_least_fp32(x)
         if z is not None and not self.norm_before_gate:
             out = out * F.silu(at_least_fp32(z))

@@ -48,6 +48,15 @@ def add_rms_norm_fwd_kernel(
     tl.store(out_ptr + row2 * stride_out + cols, out.to(out_ptr.dtype.element_ty), mask=mask)
 
 
+@triton.jit
+def row_tile(start, end_row, col_mask, BLOCK_ROWS: tl.constexpr):
+    """Rows [start, start + BLOCK_ROWS) of a backward program's run, which ends at `end_row`: (rows, their mask, the
+    rows as an int64 column, the tile mask with `col_mask`)."""
+    rows = start + tl.arange(0, BLOCK_ROWS)
+    row_mask = rows < end_row
+    return rows, row_mask, rows.to(tl.int64)[:, None], row_mask[:, None] & col_mask
+
+
 @triton.jit(do_not_specialize=["rows_per_program"])
 def add_rms_norm_bwd_kernel(
     residual_out_ptr, weight_ptr, rstd_ptr, grad_out_ptr, grad_residual_out_ptr,
@@ -65,10 +74,7 @@ def add_rms_norm_bwd_kernel(
     weight = tl.load(weight_ptr + cols, mask=col_mask, other=0.0).to(tl.float32)
     grad_weight = tl.zeros((BLOCK_ROWS, BLOCK_D), tl.float32)
     for start in range(first_row, end_row, BLOCK_ROWS):
-        rows = start + tl.arange(0, BLOCK_ROWS)
-        row_mask = rows < end_row
-        row2 = rows.to(tl.int64)[:, None]
-        mask = row_mask[:, None] & col_mask
+        rows, row_mask, row2, mask = row_tile(start, end_row, col_mask, BLOCK_ROWS)
         x = tl.load(residual_out_ptr + row2 * stride_residual_out + cols, mask=mask, other=0.0).to(tl.float32)
         rstd = tl.load(rstd_ptr + rows, mask=row_mask, other=0.0)[:, None]
         grad_out = tl.load(grad_out_ptr + row2 * stride_grad_out + cols, mask=mask, other=0.0).to(tl.float32)
@@ -99,13 +105,13 @@ def _tiling(d_model: int) -> tuple[int, int, int]:
     return block_d, block_rows, num_warps
 
 
-def _rows(tensor: torch.Tensor) -> torch.Tensor:
+def row_view(tensor: torch.Tensor) -> torch.Tensor:
     """(..., d) -> (n_rows, d) with unit stride along d (a view when possible)."""
     rows = tensor.reshape(-1, tensor.shape[-1])
     return rows if rows.stride(-1) == 1 else rows.contiguous()
 
 
-def _backward_programs(n_rows: int, block_rows: int, device: torch.device) -> tuple[int, int]:
+def backward_programs(n_rows: int, block_rows: int, device: torch.device) -> tuple[int, int]:
     """(programs, rows per program) for the backward: a few programs per SM, each a whole number of tiles."""
     budget = 4
     if device.type == "cuda":
@@ -121,8 +127,8 @@ class AddRMSNormFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden, residual, weight, eps, residual_dtype, out_dtype):
         shape, d_model = hidden.shape, hidden.shape[-1]
-        hidden_rows = _rows(hidden)
-        residual_rows = None if residual is None else _rows(residual)
+        hidden_rows = row_view(hidden)
+        residual_rows = None if residual is None else row_view(residual)
         n_rows = hidden_rows.shape[0]
         out = torch.empty(hidden_rows.shape, device=hidden.device, dtype=out_dtype)
         residual_out = torch.empty(hidden_rows.shape, device=hidden.device, dtype=residual_dtype)
@@ -144,15 +150,15 @@ class AddRMSNormFunction(torch.autograd.Function):
         residual_out, weight, rstd = ctx.saved_tensors
         meta = ctx.meta
         n_rows, d_model = residual_out.shape
-        grad_out = torch.zeros_like(residual_out) if grad_out is None else _rows(grad_out)
-        grad_residual_out = None if grad_residual_out is None else _rows(grad_residual_out)
+        grad_out = torch.zeros_like(residual_out) if grad_out is None else row_view(grad_out)
+        grad_residual_out = None if grad_residual_out is None else row_view(grad_residual_out)
         grad_hidden = torch.empty(residual_out.shape, device=residual_out.device, dtype=meta["hidden_dtype"])
         grad_residual = grad_hidden  # shared when the dtypes agree, as both inputs get the same gradient
         store_grad_residual = meta["residual_dtype"] not in (None, meta["hidden_dtype"])
         if store_grad_residual:
             grad_residual = torch.empty(residual_out.shape, device=residual_out.device, dtype=meta["residual_dtype"])
         block_d, block_rows, num_warps = _tiling(d_model)
-        programs, rows_per_program = _backward_programs(n_rows, block_rows, residual_out.device)
+        programs, rows_per_program = backward_programs(n_rows, block_rows, residual_out.device)
         grad_weight_partial = torch.empty(programs, d_model, device=residual_out.device, dtype=torch.float32)
         incoming = grad_residual_out if grad_residual_out is not None else grad_out
         add_rms_norm_bwd_kernel[(programs,)](

@@ -43,7 +43,7 @@ class Mamba2Mixer(nn.Module):
         self.D = nn.Parameter(torch.empty(self.d_inner if config.D_has_hdim else self.nheads))
         if config.rmsnorm:
             self.norm = GatedRMSNorm(self.d_inner, group_size=self.d_inner // self.ngroups, eps=norm_eps,
-                                     norm_before_gate=config.norm_before_gate)
+                                     norm_before_gate=config.norm_before_gate, kernel_backend=kernel_backend)
         self.out_proj = nn.Linear(self.d_inner, d_model, bias=config.bias)
         self.reset_ssm_parameters()
 
