@@ -1,7 +1,10 @@
-"""Where the time goes: the ops / kernels with the most self time over a few calls of a function (torch.profiler),
-printed by the benchmarks' `--profile` option beside the competing implementations."""
+"""Timing for the benchmarks: the median time of a call, and where the time goes (the ops / kernels with the most
+self time over a few calls, torch.profiler), printed by their `--profile` option beside the competing
+implementations."""
 from __future__ import annotations
 
+import statistics
+import time
 from collections.abc import Callable
 
 import torch
@@ -21,3 +24,31 @@ def top_ops_table(run: Callable[[], object], calls: int, rows: int, device: torc
     sort_by = "self_cuda_time_total" if on_cuda else "self_cpu_time_total"
     header = f"{calls} call(s), top {rows} by {sort_by}"
     return header + "\n" + profiler.key_averages().table(sort_by=sort_by, row_limit=rows, max_name_column_width=70)
+
+
+def median_ms(run: Callable[[], object], repeats: int, warmup: int, cuda: bool) -> float:
+    """Median time of `run()` in ms after `warmup` calls: CUDA events on the GPU, perf_counter on the CPU."""
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(repeats):
+        if cuda:
+            start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            run()
+            stop.record()
+            stop.synchronize()
+            times.append(start.elapsed_time(stop))
+        else:
+            start_s = time.perf_counter()
+            run()
+            times.append((time.perf_counter() - start_s) * 1e3)
+    return statistics.median(times)
+
+
+def forward_backward(run: Callable[[dict], torch.Tensor], problem: dict[str, torch.Tensor]) -> Callable[[], None]:
+    """One forward+backward call of `run(inputs)` with gradients of every input (fresh leaves of `problem`'s tensors,
+    layouts kept) and a random output gradient shaped like `problem["x"]`."""
+    leaves = {k: v.detach().requires_grad_() for k, v in problem.items()}
+    grad_output = torch.randn_like(problem["x"])
+    return lambda: run(leaves).backward(grad_output)

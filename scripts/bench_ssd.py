@@ -13,8 +13,6 @@ columns compare with the first row instead.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
@@ -22,7 +20,7 @@ import torch
 from mambaseq.kernels.dispatch import _optional
 from mambaseq.kernels.ssd_chunked import ssd_chunked
 from mambaseq.kernels.triton.ssd_blocks import ssd_blocks
-from mambaseq.profiling import top_ops_table
+from mambaseq.profiling import forward_backward, median_ms, top_ops_table
 
 Shape = tuple[int, int, int, int, int]
 TINY_SHAPE = (1, 64, 2, 4, 8)
@@ -86,33 +84,6 @@ def contenders(chunk_size: int, tiny: bool, skip_eager: bool, skip_compiled: boo
     else:
         print(f"mamba-ssm not importable ({why}): its row is left out")
     return rows
-
-
-def median_ms(run: Callable[[], object], repeats: int, warmup: int, cuda: bool) -> float:
-    """Median time of `run()` in ms after `warmup` calls: CUDA events on the GPU, perf_counter on the CPU."""
-    for _ in range(warmup):
-        run()
-    times = []
-    for _ in range(repeats):
-        if cuda:
-            start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            run()
-            stop.record()
-            stop.synchronize()
-            times.append(start.elapsed_time(stop))
-        else:
-            start_s = time.perf_counter()
-            run()
-            times.append((time.perf_counter() - start_s) * 1e3)
-    return statistics.median(times)
-
-
-def forward_backward(run: Callable[[dict], torch.Tensor], problem: dict) -> Callable[[], None]:
-    """One forward+backward call of `run`, with gradients of every input."""
-    leaves = {k: v.detach().requires_grad_() for k, v in problem.items()}
-    grad_output = torch.randn_like(problem["x"])
-    return lambda: run(leaves).backward(grad_output)
 
 
 def time_forward_backward(run: Callable[[dict], torch.Tensor], problem: dict, repeats: int, warmup: int,

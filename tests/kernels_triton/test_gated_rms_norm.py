@@ -7,6 +7,9 @@ Errors are relative errors of the norm. Tolerances: fp32 cases 1e-5 in the CPU i
 """
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +24,7 @@ from mambaseq.kernels.triton.gated_rms_norm import GatedRMSNormFunction
 
 HERE = Path(__file__).parent
 RUNNER = HERE / "gated_rms_norm_interpret_runner.py"
+BENCH = HERE.parents[1] / "scripts" / "bench_norm.py"
 FP32_TOLERANCE = {"cpu": 1e-5, "cuda": 1e-4}
 LOW_PRECISION_TOLERANCE = 1e-2
 
@@ -55,6 +59,20 @@ def test_bad_arguments_are_named():
         gated_rms_norm_triton(x, None, torch.ones(7), 4, 1e-5)
     with pytest.raises(ValueError, match="group_size=3 must divide d=8"):
         gated_rms_norm_triton(x, None, torch.ones(8), 3, 1e-5)
+
+
+def test_bench_tiny_compares_the_kernel_with_pytorch_on_cpu():
+    """scripts/bench_norm.py --tiny (interpreter): a row per implementation, the same output up to fp32 rounding."""
+    launch = ("import interpret_runner, runpy, sys; sys.argv = [{script!r}, '--tiny']; "
+              "runpy.run_path({script!r}, run_name='__main__')").format(script=str(BENCH))
+    env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
+    completed = subprocess.run([sys.executable, "-c", launch], env=env, capture_output=True, text=True, timeout=300,
+                               cwd=HERE)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    rows = {line.split("  ")[1]: line.split("  ") for line in completed.stdout.splitlines()
+            if line.startswith("2x8x64x32")}
+    assert {"ours: gated_rms_norm_triton", "ours: GatedRMSNorm, PyTorch (fp32)"} <= rows.keys(), completed.stdout
+    assert all(float(row[-1]) < 1e-5 for row in rows.values()), completed.stdout
 
 
 def _count_fused_calls(monkeypatch) -> list[int]:
