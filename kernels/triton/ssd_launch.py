@@ -32,7 +32,8 @@ class Tiling(NamedTuple):
 
 CB_TILING = Tiling()  # chunk_cb_kernel: M = steps i, N = steps j, K = states
 # chunk_state_kernel: M = headdim, N = states, K = steps. Whole 128-state rows and 32-step K tiles (kernel ms per
-# fwd+bwd, 3 calls, at b8 L2048 48 heads / b1 L65536 32 heads, 2026-12-08): 0.244 / 0.624, where 64 x 64 took 0.351 / 0.881
+# fwd+bwd, 3 calls, at b8 L2048 48 heads / b1 L65536 32 heads, 2026-12-08): 0.244 / 0.624, where 64 x 64 tiles took
+# 0.351 / 0.881
 STATE_TILING = Tiling(block_n=128, block_k=32)
 # chunk_scan_kernel: M = steps i, N = headdim, K = steps j, STATE = states. 32-step K tiles (H100, bf16, kernel ms per
 # fwd+bwd at b8 L2048 48 heads / b1 L65536 32 heads, scripts/tune_ssd.py): 0.397 / 1.019, where 64 took 0.600 / 1.574
