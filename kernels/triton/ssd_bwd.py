@@ -28,7 +28,7 @@ import triton
 import triton.language as tl
 
 from .scan_math import silu_gate_grads
-from .ssd_fwd import head_chunk_program, pair_decays
+from .ssd_fwd import chunk_state_offset, head_chunk_program, pair_decays
 
 
 @triton.jit
@@ -42,7 +42,7 @@ def passed_state_grads_kernel(
     tile = tl.program_id(1)
     offsets = tile * BLOCK + tl.arange(0, BLOCK)
     mask = offsets < state_size
-    pointer = ((batch * n_chunks + chunk) * nheads + head) * state_size + offsets
+    pointer = chunk_state_offset(batch, chunk, head, n_chunks, nheads, state_size) + offsets
     grad = tl.load(grads_ptr + pointer, mask=mask, other=0.0)
     entering = tl.load(states_ptr + pointer, mask=mask, other=0.0)
     row = (batch * nheads + head) * n_chunks + chunk
@@ -83,7 +83,7 @@ def chunk_scan_bwd_dx_kernel(
     x_base = x_ptr + batch * stride_x_batch + first * stride_x_seq + head * stride_x_head
 
     # What the chunk's own end state passes on: exp(cum_end - cum_j) B_j G[c+1]^T.
-    grad_base = grads_ptr + ((batch * n_chunks + chunk) * nheads + head) * headdim * d_state
+    grad_base = grads_ptr + chunk_state_offset(batch, chunk, head, n_chunks, nheads, headdim * d_state)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for start in range(0, d_state, BLOCK_STATE):
         n = start + tl.arange(0, BLOCK_STATE)
@@ -254,7 +254,7 @@ def chunk_scan_bwd_dC_kernel(
         decay_base = ((batch * nheads + head) * n_chunks + chunk) * chunk_size
         cum_rows = tl.load(cum_ptr + decay_base + rows, mask=row_mask, other=0.0)
         dy_base = dy_ptr + batch * stride_dy_batch + first * stride_dy_seq + head * stride_dy_head
-        state_base = states_ptr + ((batch * n_chunks + chunk) * nheads + head) * headdim * d_state
+        state_base = states_ptr + chunk_state_offset(batch, chunk, head, n_chunks, nheads, headdim * d_state)
         read = tl.zeros((BLOCK_M, BLOCK_STATE), dtype=tl.float32)
         for dim_start in range(0, headdim, BLOCK_DIM):
             p = dim_start + tl.arange(0, BLOCK_DIM)
@@ -313,7 +313,7 @@ def chunk_scan_bwd_dB_kernel(
         dt_cols = tl.load(dt_ptr + decay_base + cols, mask=col_mask, other=0.0)
         cum_end = tl.load(cum_ptr + decay_base + chunk_size - 1)
         x_base = x_ptr + batch * stride_x_batch + first * stride_x_seq + head * stride_x_head
-        grad_base = grads_ptr + ((batch * n_chunks + chunk) * nheads + head) * headdim * d_state
+        grad_base = grads_ptr + chunk_state_offset(batch, chunk, head, n_chunks, nheads, headdim * d_state)
         dB_head = tl.zeros((BLOCK_M, BLOCK_STATE), dtype=tl.float32)
         for dim_start in range(0, headdim, BLOCK_DIM):
             p = dim_start + tl.arange(0, BLOCK_DIM)

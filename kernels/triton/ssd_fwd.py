@@ -28,6 +28,13 @@ def head_chunk_program(nheads, n_chunks):
 
 
 @triton.jit
+def chunk_state_offset(batch, chunk, head, n_chunks, nheads, state_size):
+    """Offset of the (headdim x d_state = state_size) state of (batch, chunk, head) in a (batch, n_chunks, nheads,
+    headdim, d_state) buffer (chunk states, entering states and their gradients)."""
+    return ((batch * n_chunks + chunk) * nheads + head) * state_size
+
+
+@triton.jit
 def pair_decays(cum_later, cum_earlier, causal, reference_ptr, separable):
     """exp(cum_i - cum_j) over a tile of step pairs, i later than j (cum_later and cum_earlier broadcast against each
     other: (rows, 1) with (1, cols) or the transpose), zero where not `causal`. When `separable` (every j of the tile
@@ -112,7 +119,7 @@ def chunk_state_kernel(
         B_tile = tl.load(B_base + j[:, None] * stride_B_seq + n[None, :] * stride_B_state,
                          mask=in_chunk[:, None] & (n[None, :] < d_state), other=0.0)
         acc += tl.dot((x_tile * weight[None, :]).to(B_tile.dtype), B_tile, input_precision=PRECISION)
-    out = states_ptr + ((batch * n_chunks + chunk) * nheads + head) * headdim * d_state
+    out = states_ptr + chunk_state_offset(batch, chunk, head, n_chunks, nheads, headdim * d_state)
     tl.store(out + dims[:, None] * d_state + n[None, :], acc, mask=(dims[:, None] < headdim) & (n[None, :] < d_state))
 
 
@@ -142,7 +149,7 @@ def state_passing_kernel(
         order = first + slots
         valid = order < n_chunks
         chunk = n_chunks - 1 - order if REVERSE else order
-        offset = (((batch * n_chunks + chunk) * nheads + head) * state_size)[:, None] + offsets[None, :]
+        offset = chunk_state_offset(batch, chunk, head, n_chunks, nheads, state_size)[:, None] + offsets[None, :]
         tile_mask = valid[:, None] & mask[None, :]
         entries = tl.load(states_ptr + offset, mask=tile_mask, other=0.0)
         decays = tl.exp(tl.load(cum_end + chunk * chunk_size, mask=valid, other=0.0))  # 1 past the last chunk
@@ -153,10 +160,9 @@ def state_passing_kernel(
         # loads of each thread before the stores of the others). Chunk slot k gets the value leaving slot k - 1.
         tl.debug_barrier()
         first_chunk = n_chunks - 1 - first if REVERSE else first
-        tl.store(carried_ptr + ((batch * n_chunks + first_chunk) * nheads + head) * state_size + offsets,
+        tl.store(carried_ptr + chunk_state_offset(batch, first_chunk, head, n_chunks, nheads, state_size) + offsets,
                  state.to(carried_ptr.dtype.element_ty), mask=mask)
-        next_chunk = chunk - 1 if REVERSE else chunk + 1
-        next_offset = (((batch * n_chunks + next_chunk) * nheads + head) * state_size)[:, None] + offsets[None, :]
+        next_offset = offset + (-nheads if REVERSE else nheads) * state_size  # the chunk each slot passes into
         tl.store(carried_ptr + next_offset, leaving.to(carried_ptr.dtype.element_ty),
                  mask=((slots < CHUNKS - 1) & (order + 1 < n_chunks))[:, None] & mask[None, :])
         state = tl.sum(tl.where(slots[:, None] == CHUNKS - 1, leaving, 0.0), axis=0)
@@ -192,7 +198,7 @@ def chunk_scan_kernel(
     x_base = x_ptr + batch * stride_x_batch + first * stride_x_seq + head * stride_x_head
 
     # State carried into the chunk, read out by C and decayed from the chunk start.
-    state_base = states_ptr + ((batch * n_chunks + chunk) * nheads + head) * headdim * d_state
+    state_base = states_ptr + chunk_state_offset(batch, chunk, head, n_chunks, nheads, headdim * d_state)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for start in range(0, d_state, BLOCK_STATE):
         n = start + tl.arange(0, BLOCK_STATE)
