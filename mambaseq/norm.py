@@ -50,9 +50,7 @@ class GatedRMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(d_inner))
 
     def forward(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
-        tensors = (x, self.weight) if z is None else (x, z, self.weight)
-        if (self.kernel_backend in FUSED_NORM_BACKENDS and x.is_cuda and not torch.compiler.is_compiling()
-                and all(t.dtype in FUSED_NORM_DTYPES for t in tensors)):
+        if _triton_norm_runs(self.kernel_backend, x, z, self.weight):
             from mambaseq.kernels.triton import gated_rms_norm_triton
 
             return gated_rms_norm_triton(x, z, self.weight, self.group_size, self.eps, self.norm_before_gate)
@@ -92,7 +90,7 @@ def add_rms_norm(
     runs as one Triton kernel per direction (`mambaseq.kernels.triton.add_rms_norm_triton`); under autocast its
     normed output then comes in the autocast dtype, which the next Linear would cast it to anyway.
     """
-    if _runs_fused(hidden, residual, norm, kernel_backend):
+    if isinstance(norm, RMSNorm) and _triton_norm_runs(kernel_backend, hidden, residual, norm.weight):
         from mambaseq.kernels.triton import add_rms_norm_triton
 
         out_dtype = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else None
@@ -104,8 +102,9 @@ def add_rms_norm(
     return normed, residual
 
 
-def _runs_fused(hidden: torch.Tensor, residual: torch.Tensor | None, norm: nn.Module, kernel_backend: str | None
-                ) -> bool:
-    tensors = (hidden, norm.weight) if residual is None else (hidden, residual, norm.weight)
-    return (kernel_backend in FUSED_NORM_BACKENDS and isinstance(norm, RMSNorm) and hidden.is_cuda
-            and not torch.compiler.is_compiling() and all(t.dtype in FUSED_NORM_DTYPES for t in tensors))
+def _triton_norm_runs(kernel_backend: str | None, first: torch.Tensor, *others: torch.Tensor | None) -> bool:
+    """Whether a norm's Triton kernels take these tensors (`first` decides the device; None stands for an absent
+    optional input): a Triton-capable backend, CUDA, outside torch.compile, every dtype supported."""
+    tensors = [first, *(t for t in others if t is not None)]
+    return (kernel_backend in FUSED_NORM_BACKENDS and first.is_cuda and not torch.compiler.is_compiling()
+            and all(t.dtype in FUSED_NORM_DTYPES for t in tensors))

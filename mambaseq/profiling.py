@@ -3,6 +3,8 @@ self time over a few calls, torch.profiler), printed by their `--profile` option
 implementations."""
 from __future__ import annotations
 
+import argparse
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -52,3 +54,12 @@ def forward_backward(run: Callable[[dict], torch.Tensor], problem: dict[str, tor
     leaves = {k: v.detach().requires_grad_() for k, v in problem.items()}
     grad_output = torch.randn_like(problem["x"])
     return lambda: run(leaves).backward(grad_output)
+
+
+def check_tiny_or_cuda(parser: argparse.ArgumentParser, tiny: bool) -> None:
+    """A Triton benchmark's device check: `--tiny` runs its kernels in Triton's CPU interpreter (TRITON_INTERPRET=1
+    must be set before they are defined), anything else needs a CUDA GPU; exits through `parser.error` otherwise."""
+    if tiny and os.environ.get("TRITON_INTERPRET") != "1":
+        parser.error("--tiny runs the kernels in Triton's CPU interpreter: set TRITON_INTERPRET=1")
+    if not tiny and not torch.cuda.is_available():
+        parser.error("timing needs a CUDA GPU; without one, run --tiny under TRITON_INTERPRET=1")

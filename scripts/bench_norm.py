@@ -13,14 +13,13 @@ difference columns compare with the first row instead.
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Callable
 
 import torch
 
 from mambaseq.kernels.dispatch import _optional
 from mambaseq.norm import GatedRMSNorm
-from mambaseq.profiling import forward_backward, median_ms
+from mambaseq.profiling import check_tiny_or_cuda, forward_backward, median_ms
 from mambaseq.report import markdown_table
 
 Shape = tuple[int, int, int, int]
@@ -39,10 +38,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--tiny", action="store_true", help="CPU smoke run under TRITON_INTERPRET=1 (no timings)")
     args = parser.parse_args()
-    if args.tiny and os.environ.get("TRITON_INTERPRET") != "1":
-        parser.error("--tiny runs the kernels in Triton's CPU interpreter: set TRITON_INTERPRET=1")
-    if not args.tiny and not torch.cuda.is_available():
-        parser.error("timing needs a CUDA GPU; without one, run --tiny under TRITON_INTERPRET=1")
+    check_tiny_or_cuda(parser, args.tiny)
     return args
 
 

@@ -21,6 +21,7 @@ from mambaseq.kernels.dispatch import _optional
 from mambaseq.kernels.ssd_chunked import ssd_chunked
 from mambaseq.kernels.triton.ssd_blocks import ssd_blocks
 from mambaseq.profiling import forward_backward, median_ms, top_ops_table
+from mambaseq.report import markdown_table
 
 Shape = tuple[int, int, int, int, int]
 TINY_SHAPE = (1, 64, 2, 4, 8)
@@ -139,10 +140,7 @@ def main() -> None:
               "max rel. error vs baseline"]
     print("ratio / error: against mamba-ssm when importable, else against the first row")
     if args.markdown:
-        print("| " + " | ".join(header) + " |")
-        print("|" + "|".join("---" for _ in header) + "|")
-        for row in rows:
-            print("| " + " | ".join(row) + " |")
+        print(markdown_table(header, rows))
     else:
         widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
         for line in [header, *rows]:

@@ -16,7 +16,6 @@ when --budget seconds have passed, and reports what it measured by then.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from collections.abc import Callable
 
@@ -25,6 +24,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from mambaseq.kernels.triton import ssd_bwd_launch, ssd_launch, ssd_triton
 from mambaseq.kernels.triton.ssd_launch import Tiling
+from mambaseq.profiling import check_tiny_or_cuda
 from mambaseq.report import markdown_table
 
 Shape = tuple[int, int, int, int, int]
@@ -73,10 +73,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--budget", type=float, default=float("inf"), help="seconds; the sweep stops after them")
     parser.add_argument("--tiny", action="store_true", help="CPU run on a tiny shape, fp32 (no timings)")
     args = parser.parse_args()
-    if args.tiny and os.environ.get("TRITON_INTERPRET") != "1":
-        parser.error("--tiny runs the kernels in Triton's CPU interpreter: set TRITON_INTERPRET=1")
-    if not args.tiny and not torch.cuda.is_available():
-        parser.error("timing needs a CUDA GPU; without one, run --tiny under TRITON_INTERPRET=1")
+    check_tiny_or_cuda(parser, args.tiny)
     unknown = [knob for knob in args.knobs if knob not in KNOBS]
     if unknown:
         parser.error(f"--knobs: unknown {unknown}; known: {list(KNOBS)}")
