@@ -2,10 +2,10 @@
 
 A program owns a (`BLOCK_C` channels x `BLOCK_L` time steps) tile of one sequence; the `width` taps are shifted
 loads of the input (inputs before t = 0 come from `initial_state`), so any memory layout of x works (the mixers
-pass channel-last views of `in_proj`'s output). The backward runs two kernels: the first recomputes the
-pre-activation, writes its gradient (fp32; with SiLU only, else it is grad_out) and per-tile fp32 partial sums of
-d weight and d bias that PyTorch adds up; the second tiles the extended time axis t in [1 - width, L) and writes
-d x[t] (d initial_state for t < 0) as the transposed conv of that gradient.
+pass channel-last views of `in_proj`'s output). The backward is one kernel over the extended time axis
+t in [1 - width, L): d x[t] (d initial_state for t < 0) is the transposed conv of the pre-activation's gradient,
+which it recomputes at the width shifts it needs from shifted loads (reads x and grad_out, writes d x: nothing in
+between goes through memory); per-program fp32 partial sums of d weight and d bias are added up in PyTorch.
 The final state is the last width-1 inputs, a slice taken in PyTorch (so autograd handles its gradient).
 """
 from __future__ import annotations
@@ -17,11 +17,24 @@ import triton.language as tl
 from ..causal_conv1d import ACTIVATIONS
 
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-# 64 x 32 tiles, 8 warps: 8 elements per thread, <= 92 registers and no spills in every kernel (ptxas, sm_90, bf16,
-# width 4); a time step of 64 bf16 channels is one 128-byte line in the channel-last layout
+# forward: 64 x 32 tiles, 8 warps (8 elements per thread, 64 registers; ptxas, sm_90, bf16, width 4); a time step of
+# 64 bf16 channels is one 128-byte line in the channel-last layout
 BLOCK_C = 64
 BLOCK_L = 32
 NUM_WARPS = 8
+# backward: 64 x 16 tiles, 8 warps (4 elements per thread: 100 registers channel-last, 128 contiguous; 8 elements
+# take 170 / 255). A program loops over up to BACKWARD_MAX_TILES time tiles (fewer when the grid would fall below
+# BACKWARD_MIN_PROGRAMS), summing the tap gradients elementwise and reducing them once.
+BACKWARD_BLOCK_C = 64
+BACKWARD_BLOCK_L = 16
+BACKWARD_WARPS = 8
+BACKWARD_MAX_TILES = 8
+BACKWARD_MIN_PROGRAMS = 1024
+
+
+def backward_tiles_per_program(time_tiles: int, parallel_programs: int) -> int:
+    """Time tiles per backward program, given `parallel_programs` (channel tiles x batch) programs per time range."""
+    return max(1, min(BACKWARD_MAX_TILES, time_tiles * parallel_programs // BACKWARD_MIN_PROGRAMS))
 
 
 @triton.jit
@@ -39,11 +52,12 @@ def _load_input(x_ptr, state_ptr, time, channel_mask, seqlen, stride_x_time, str
 
 @triton.jit
 def _input_windows(x_ptr, state_ptr, time, channel_mask, seqlen, stride_x_time, stride_state_time,
-                   WIDTH: tl.constexpr, HAS_INITIAL_STATE: tl.constexpr):
-    """The WIDTH inputs that tap k reads for the outputs at `time`: input[time - WIDTH + 1 + k], k = 0..WIDTH-1."""
+                   COUNT: tl.constexpr, WIDTH: tl.constexpr, HAS_INITIAL_STATE: tl.constexpr):
+    """input[time - WIDTH + 1 + i] for i < COUNT: with COUNT = WIDTH, the inputs that tap i reads for the outputs
+    at `time`."""
     windows = ()
-    for k in tl.static_range(WIDTH):
-        windows = windows + (_load_input(x_ptr, state_ptr, time - WIDTH + 1 + k, channel_mask, seqlen, stride_x_time,
+    for i in tl.static_range(COUNT):
+        windows = windows + (_load_input(x_ptr, state_ptr, time - WIDTH + 1 + i, channel_mask, seqlen, stride_x_time,
                                          stride_state_time, WIDTH, HAS_INITIAL_STATE),)
     return windows
 
@@ -78,7 +92,7 @@ def causal_conv1d_fwd_kernel(
     if HAS_BIAS:
         bias = tl.load(bias_ptr + channel, mask=channel_mask, other=0.0).to(tl.float32)
     windows = _input_windows(x_tile, state_tile, time, channel_mask, seqlen, stride_x_time, stride_state_time, WIDTH,
-                             HAS_INITIAL_STATE)
+                             WIDTH, HAS_INITIAL_STATE)
     out = _pre_activation(windows, weight_ptr + channel * stride_weight_channel, bias, channel_mask,
                           stride_weight_tap, WIDTH)
     if SILU:
@@ -88,78 +102,84 @@ def causal_conv1d_fwd_kernel(
 
 
 @triton.jit
-def causal_conv1d_bwd_pre_kernel(
-    x_ptr, weight_ptr, bias_ptr, state_ptr, grad_out_ptr, grad_pre_ptr, grad_weight_partial_ptr,
-    grad_bias_partial_ptr,
-    channels, seqlen,
-    stride_x_batch, stride_x_channel, stride_x_time, stride_weight_channel, stride_weight_tap,
-    stride_state_batch, stride_state_channel, stride_state_time,
-    stride_grad_out_batch, stride_grad_out_channel, stride_grad_out_time,
-    stride_grad_pre_batch, stride_grad_pre_channel, stride_grad_pre_time,
-    WIDTH: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_INITIAL_STATE: tl.constexpr, SILU: tl.constexpr,
-    BLOCK_C: tl.constexpr, BLOCK_L: tl.constexpr,
-):
-    """Gradient of the pre-activation (stored when SILU; else it is grad_out itself) and per-tile partial sums of
-    the tap and bias gradients."""
-    tile = tl.program_id(0)
-    batch = tl.program_id(2).to(tl.int64)
-    channel = (tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)[:, None]).to(tl.int64)
-    time = (tile * BLOCK_L + tl.arange(0, BLOCK_L)[None, :]).to(tl.int64)
-    channel_mask = channel < channels
-    mask = channel_mask & (time < seqlen)
-    x_tile = x_ptr + batch * stride_x_batch + channel * stride_x_channel
-    state_tile = state_ptr + batch * stride_state_batch + channel * stride_state_channel
-    weight_tile = weight_ptr + channel * stride_weight_channel
-    grad_pre = tl.load(grad_out_ptr + batch * stride_grad_out_batch + channel * stride_grad_out_channel
-                       + time * stride_grad_out_time, mask=mask, other=0.0).to(tl.float32)
-    windows = _input_windows(x_tile, state_tile, time, channel_mask, seqlen, stride_x_time, stride_state_time, WIDTH,
-                             HAS_INITIAL_STATE)
+def _grad_pre_activation(inputs, grad_out_ptr, time, channel_mask, seqlen, stride_grad_out_time, weight_ptr, bias,
+                         stride_weight_tap, WIDTH: tl.constexpr, SILU: tl.constexpr):
+    """d pre-activation at `time` in fp32, (BLOCK_C, BLOCK_L): grad_out there (zero outside [0, L)), through SiLU's
+    derivative at the pre-activation recomputed from `inputs` (its WIDTH windows)."""
+    grad = tl.load(grad_out_ptr + time * stride_grad_out_time, mask=channel_mask & (time >= 0) & (time < seqlen),
+                   other=0.0).to(tl.float32)
     if SILU:
-        bias = tl.zeros((BLOCK_C, 1), tl.float32)
-        if HAS_BIAS:
-            bias = tl.load(bias_ptr + channel, mask=channel_mask, other=0.0).to(tl.float32)
-        pre = _pre_activation(windows, weight_tile, bias, channel_mask, stride_weight_tap, WIDTH)
+        pre = _pre_activation(inputs, weight_ptr, bias, channel_mask, stride_weight_tap, WIDTH)
         gate = 1.0 / (1.0 + tl.exp(-pre))
-        grad_pre = grad_pre * gate * (1.0 + pre * (1.0 - gate))
-        tl.store(grad_pre_ptr + batch * stride_grad_pre_batch + channel * stride_grad_pre_channel
-                 + time * stride_grad_pre_time, grad_pre.to(grad_pre_ptr.dtype.element_ty), mask=mask)
-    partial = ((batch * tl.num_programs(0) + tile) * channels + channel) * WIDTH   # (batch, tiles, channels, WIDTH)
-    for k in tl.static_range(WIDTH):
-        tl.store(grad_weight_partial_ptr + partial + k, tl.sum(grad_pre * windows[k], axis=1)[:, None],
-                 mask=channel_mask)
-    if HAS_BIAS:
-        tl.store(grad_bias_partial_ptr + partial // WIDTH, tl.sum(grad_pre, axis=1)[:, None], mask=channel_mask)
+        grad = grad * gate * (1.0 + pre * (1.0 - gate))
+    return grad
 
 
 @triton.jit
-def causal_conv1d_bwd_input_kernel(
-    grad_pre_ptr, weight_ptr, grad_x_ptr, grad_state_ptr,
-    channels, seqlen,
-    stride_grad_pre_batch, stride_grad_pre_channel, stride_grad_pre_time, stride_weight_channel, stride_weight_tap,
-    stride_grad_x_batch, stride_grad_x_channel, stride_grad_x_time,
+def causal_conv1d_bwd_kernel(
+    x_ptr, weight_ptr, bias_ptr, state_ptr, grad_out_ptr, grad_x_ptr, grad_state_ptr, grad_weight_partial_ptr,
+    grad_bias_partial_ptr,
+    channels, seqlen, time_tiles, tiles_per_program,
+    stride_x_batch, stride_x_channel, stride_x_time, stride_weight_channel, stride_weight_tap,
     stride_state_batch, stride_state_channel, stride_state_time,
-    WIDTH: tl.constexpr, HAS_INITIAL_STATE: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_L: tl.constexpr,
+    stride_grad_out_batch, stride_grad_out_channel, stride_grad_out_time,
+    stride_grad_x_batch, stride_grad_x_channel, stride_grad_x_time,
+    WIDTH: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_INITIAL_STATE: tl.constexpr, SILU: tl.constexpr,
+    BLOCK_C: tl.constexpr, BLOCK_L: tl.constexpr,
 ):
-    """d input[t] = sum_j weight[:, WIDTH - 1 - j] * d pre[t + j] over the extended time t in [1 - WIDTH, L):
-    d x for t >= 0, d initial_state for t < 0."""
+    """One pass over `tiles_per_program` time tiles of the extended time t in [1 - WIDTH, L):
+    d input[t] = sum_j weight[:, WIDTH - 1 - j] * d pre[t + j] (d x for t >= 0, d initial_state for t < 0), with
+    d pre recomputed at each shift j from 2 WIDTH - 1 shifted input loads (no stored d pre); the tap and bias
+    gradients sum elementwise over the tiles and are reduced once, into this program's partial sums."""
+    program = tl.program_id(0)
     batch = tl.program_id(2).to(tl.int64)
     channel = (tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)[:, None]).to(tl.int64)
-    time = (tl.program_id(0) * BLOCK_L + tl.arange(0, BLOCK_L)[None, :] - (WIDTH - 1)).to(tl.int64)
     channel_mask = channel < channels
-    grad_pre_tile = grad_pre_ptr + batch * stride_grad_pre_batch + channel * stride_grad_pre_channel
-    grad_input = tl.zeros((BLOCK_C, BLOCK_L), tl.float32)
-    for shift in tl.static_range(WIDTH):
-        out_time = time + shift
-        tap = tl.load(weight_ptr + channel * stride_weight_channel + (WIDTH - 1 - shift) * stride_weight_tap,
-                      mask=channel_mask, other=0.0).to(tl.float32)
-        grad_input += tap * tl.load(grad_pre_tile + out_time * stride_grad_pre_time,
-                                    mask=channel_mask & (out_time >= 0) & (out_time < seqlen), other=0.0).to(tl.float32)
-    tl.store(grad_x_ptr + batch * stride_grad_x_batch + channel * stride_grad_x_channel + time * stride_grad_x_time,
-             grad_input.to(grad_x_ptr.dtype.element_ty), mask=channel_mask & (time >= 0) & (time < seqlen))
-    if HAS_INITIAL_STATE:
-        tl.store(grad_state_ptr + batch * stride_state_batch + channel * stride_state_channel
-                 + (time + WIDTH - 1) * stride_state_time, grad_input.to(grad_state_ptr.dtype.element_ty),
-                 mask=channel_mask & (time < 0))
+    x_tile = x_ptr + batch * stride_x_batch + channel * stride_x_channel
+    state_tile = state_ptr + batch * stride_state_batch + channel * stride_state_channel
+    grad_out_tile = grad_out_ptr + batch * stride_grad_out_batch + channel * stride_grad_out_channel
+    weight_tile = weight_ptr + channel * stride_weight_channel
+    bias = tl.zeros((BLOCK_C, 1), tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + channel, mask=channel_mask, other=0.0).to(tl.float32)
+    grad_weight = ()
+    for k in tl.static_range(WIDTH):
+        grad_weight = grad_weight + (tl.zeros((BLOCK_C, BLOCK_L), tl.float32),)
+    grad_bias = tl.zeros((BLOCK_C, BLOCK_L), tl.float32)
+    first_tile = program * tiles_per_program
+    for tile in range(first_tile, tl.minimum(first_tile + tiles_per_program, time_tiles)):
+        time = (tile * BLOCK_L + tl.arange(0, BLOCK_L)[None, :] - (WIDTH - 1)).to(tl.int64)
+        # input[time - WIDTH + 1 + i], i < 2 WIDTH - 1: the windows of d pre at time + j are inputs[j : j + WIDTH]
+        inputs = _input_windows(x_tile, state_tile, time, channel_mask, seqlen, stride_x_time, stride_state_time,
+                                2 * WIDTH - 1, WIDTH, HAS_INITIAL_STATE)
+        grad_input = tl.zeros((BLOCK_C, BLOCK_L), tl.float32)
+        for shift in tl.static_range(WIDTH):
+            windows = ()
+            for k in tl.static_range(WIDTH):
+                windows = windows + (inputs[shift + k],)
+            grad_pre = _grad_pre_activation(windows, grad_out_tile, time + shift, channel_mask, seqlen,
+                                            stride_grad_out_time, weight_tile, bias, stride_weight_tap, WIDTH, SILU)
+            tap = tl.load(weight_tile + (WIDTH - 1 - shift) * stride_weight_tap, mask=channel_mask,
+                          other=0.0).to(tl.float32)
+            grad_input += tap * grad_pre
+            if shift == 0:
+                summed = ()
+                for k in tl.static_range(WIDTH):
+                    summed = summed + (grad_weight[k] + grad_pre * windows[k],)
+                grad_weight = summed
+                grad_bias += grad_pre
+        tl.store(grad_x_ptr + batch * stride_grad_x_batch + channel * stride_grad_x_channel
+                 + time * stride_grad_x_time, grad_input.to(grad_x_ptr.dtype.element_ty),
+                 mask=channel_mask & (time >= 0) & (time < seqlen))
+        if HAS_INITIAL_STATE:
+            tl.store(grad_state_ptr + batch * stride_state_batch + channel * stride_state_channel
+                     + (time + WIDTH - 1) * stride_state_time, grad_input.to(grad_state_ptr.dtype.element_ty),
+                     mask=channel_mask & (time < 0))
+    partial = ((batch * tl.num_programs(0) + program) * channels + channel) * WIDTH  # (batch, programs, channels, W)
+    for k in tl.static_range(WIDTH):
+        tl.store(grad_weight_partial_ptr + partial + k, tl.sum(grad_weight[k], axis=1)[:, None], mask=channel_mask)
+    if HAS_BIAS:
+        tl.store(grad_bias_partial_ptr + partial // WIDTH, tl.sum(grad_bias, axis=1)[:, None], mask=channel_mask)
 
 
 def _output_like(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -194,26 +214,22 @@ class CausalConv1dFunction(torch.autograd.Function):
         x, weight, bias, initial_state = ctx.saved_tensors
         batch, channels, seqlen = x.shape
         width = weight.shape[1]
-        tiles = triton.cdiv(seqlen, BLOCK_L)
+        channel_tiles = triton.cdiv(channels, BACKWARD_BLOCK_C)
+        time_tiles = triton.cdiv(seqlen + width - 1, BACKWARD_BLOCK_L)
+        tiles_per_program = backward_tiles_per_program(time_tiles, channel_tiles * batch)
+        programs = triton.cdiv(time_tiles, tiles_per_program)
         fp32 = dict(device=x.device, dtype=torch.float32)
-        # without SiLU the pre-activation gradient is grad_out itself, read in place
-        grad_pre = _output_like(x, torch.float32) if ctx.silu else grad_out
-        grad_weight_partial = torch.empty(batch, tiles, channels, width, **fp32)
-        grad_bias_partial = None if bias is None else torch.empty(batch, tiles, channels, **fp32)
-        state = initial_state if initial_state is not None else x
-        channel_tiles = triton.cdiv(channels, BLOCK_C)
-        causal_conv1d_bwd_pre_kernel[(tiles, channel_tiles, batch)](
-            x, weight, bias, state, grad_out, grad_pre, grad_weight_partial, grad_bias_partial,
-            channels, seqlen, *x.stride(), *weight.stride(), *state.stride(), *grad_out.stride(), *grad_pre.stride(),
-            WIDTH=width, HAS_BIAS=bias is not None, HAS_INITIAL_STATE=initial_state is not None, SILU=ctx.silu,
-            BLOCK_C=BLOCK_C, BLOCK_L=BLOCK_L, num_warps=NUM_WARPS)
+        grad_weight_partial = torch.empty(batch, programs, channels, width, **fp32)
+        grad_bias_partial = None if bias is None else torch.empty(batch, programs, channels, **fp32)
         grad_x = _output_like(x, x.dtype)
         grad_state = None if initial_state is None else torch.empty_like(initial_state)
-        causal_conv1d_bwd_input_kernel[(triton.cdiv(seqlen + width - 1, BLOCK_L), channel_tiles, batch)](
-            grad_pre, weight, grad_x, grad_state if grad_state is not None else grad_x, channels, seqlen,
-            *grad_pre.stride(), *weight.stride(), *grad_x.stride(), *state.stride(),
-            WIDTH=width, HAS_INITIAL_STATE=initial_state is not None, BLOCK_C=BLOCK_C, BLOCK_L=BLOCK_L,
-            num_warps=NUM_WARPS)
+        state = initial_state if initial_state is not None else x  # placeholder pointer when absent
+        causal_conv1d_bwd_kernel[(programs, channel_tiles, batch)](
+            x, weight, bias, state, grad_out, grad_x, grad_state if grad_state is not None else grad_x,
+            grad_weight_partial, grad_bias_partial, channels, seqlen, time_tiles, tiles_per_program,
+            *x.stride(), *weight.stride(), *state.stride(), *grad_out.stride(), *grad_x.stride(),
+            WIDTH=width, HAS_BIAS=bias is not None, HAS_INITIAL_STATE=initial_state is not None, SILU=ctx.silu,
+            BLOCK_C=BACKWARD_BLOCK_C, BLOCK_L=BACKWARD_BLOCK_L, num_warps=BACKWARD_WARPS)
         grad_weight = grad_weight_partial.sum((0, 1)).to(weight.dtype)
         grad_bias = None if bias is None else grad_bias_partial.sum((0, 1)).to(bias.dtype)
         return grad_x, grad_weight, grad_bias, grad_state, None

@@ -23,6 +23,15 @@ INTERPRETER_CASES = {
     "shorter-than-state": (2, 4, 2, 4, dict()),  # final state mixes initial state and inputs
     "width-one": (1, 3, 7, 1, dict(with_initial_state=False, return_final_state=False)),
     "bf16-input-fp32-weight": (2, 16, 40, 4, dict(dtype=torch.bfloat16, channel_last=True)),
+    # with BACKWARD_MIN_PROGRAMS = 1 a backward program loops over BACKWARD_MAX_TILES (8) of the 19 time tiles of
+    # 16 steps: three programs per channel tile (8, 8 and 3 tiles), the first starting in the initial state
+    "backward-loops-over-tiles": (2, 70, 300, 4, dict(channel_last=True)),
+    "backward-loops-no-bias-contiguous": (1, 9, 290, 3, dict(with_bias=False, with_initial_state=False)),
+}
+# module constants of kernels/triton/causal_conv1d.py that a case sets before it runs (the runner restores them)
+INTERPRETER_LAUNCH = {
+    "backward-loops-over-tiles": dict(BACKWARD_MIN_PROGRAMS=1),
+    "backward-loops-no-bias-contiguous": dict(BACKWARD_MIN_PROGRAMS=1),
 }
 GRADIENTS = ("dx", "dweight", "dbias", "dinitial_state")
 

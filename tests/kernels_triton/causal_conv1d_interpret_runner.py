@@ -15,20 +15,24 @@ if os.environ.get("TRITON_INTERPRET") != "1":
     raise SystemExit("causal_conv1d_interpret_runner.py: set TRITON_INTERPRET=1 (kernels must be defined in "
                      "interpreter mode)")
 
+from unittest import mock  # noqa: E402
+
 import torch  # noqa: E402
 
 import interpret_runner  # noqa: E402,F401 - importing it patches Triton 3.6's interpreter for NumPy >= 2.4
 from kernel_calls import counting_applies  # noqa: E402
-from causal_conv1d_cases import INTERPRETER_CASES, compare_with_reference, conv_problem  # noqa: E402
+from causal_conv1d_cases import (INTERPRETER_CASES, INTERPRETER_LAUNCH, compare_with_reference,  # noqa: E402
+                                 conv_problem)
 from mambaseq.kernels import causal_conv  # noqa: E402
-from mambaseq.kernels.triton.causal_conv1d import CausalConv1dFunction  # noqa: E402
+from mambaseq.kernels.triton import causal_conv1d as triton_conv  # noqa: E402
 
 
 def run_case(name: str) -> dict[str, float]:
     batch, channels, seqlen, width, options = INTERPRETER_CASES[name]
     problem = conv_problem(batch, channels, seqlen, width, generator=torch.Generator().manual_seed(len(name)),
                            **options)
-    with counting_applies(CausalConv1dFunction) as calls:  # the Triton kernels ran, not the PyTorch conv
+    launch = {"BACKWARD_MIN_PROGRAMS": triton_conv.BACKWARD_MIN_PROGRAMS, **INTERPRETER_LAUNCH.get(name, {})}
+    with mock.patch.multiple(triton_conv, **launch), counting_applies(triton_conv.CausalConv1dFunction) as calls:
         errors = compare_with_reference(problem, partial(causal_conv, backend="triton"))
     errors["triton_calls"] = float(len(calls))
     return errors

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import importlib
 from functools import partial
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +25,7 @@ from mambaseq.kernels.triton.causal_conv1d import causal_conv1d_triton
 
 HERE = Path(__file__).parent
 RUNNER = HERE / "causal_conv1d_interpret_runner.py"
+BENCH = HERE.parents[1] / "scripts" / "bench_conv.py"
 INTERPRETER_TOLERANCE = {torch.float32: 1e-5, torch.bfloat16: 1e-2}
 CUDA_TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 1e-2}
 dispatch = importlib.import_module("mambaseq.kernels.dispatch")
@@ -64,6 +68,22 @@ def test_bad_arguments_are_named():
         causal_conv1d_triton(x, weight, initial_state=torch.zeros(1, 4, 3))
     with pytest.raises(ValueError, match="x has dtype torch.float64"):
         causal_conv1d_triton(x.double(), weight)
+
+
+def test_bench_tiny_compares_the_kernel_with_pytorch_on_cpu():
+    """scripts/bench_conv.py --tiny (interpreter), both layouts and an extra backward tile: a row each, the same
+    output and gradients as the PyTorch conv up to fp32 rounding."""
+    launch = ("import interpret_runner, runpy, sys; sys.argv = [{script!r}, '--tiny', '--backward-tiles', '16x16x4']; "
+              "runpy.run_path({script!r}, run_name='__main__')").format(script=str(BENCH))
+    env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
+    completed = subprocess.run([sys.executable, "-c", launch], env=env, capture_output=True, text=True, timeout=300,
+                               cwd=HERE)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    rows = [line.split("  ") for line in completed.stdout.splitlines() if line.startswith("2x70x150x")]
+    names = {"ours: causal_conv1d_triton", "ours, backward tile 16x16x4", "PyTorch F.conv1d"}
+    assert {(row[0], row[1]) for row in rows} == {(shape, name) for shape in ("2x70x150xc", "2x70x150xl")
+                                                   for name in names}, completed.stdout
+    assert all(float(row[-1]) < 1e-5 for row in rows), completed.stdout
 
 
 @pytest.mark.gpu
