@@ -56,6 +56,18 @@ def forward_backward(run: Callable[[dict], torch.Tensor], problem: dict[str, tor
     return lambda: run(leaves).backward(grad_output)
 
 
+def parse_kernel_bench_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """Adds a kernel benchmark's common options (--repeats, --warmup, --markdown, --tiny), parses the command line
+    and checks the device (`check_tiny_or_cuda`)."""
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--tiny", action="store_true", help="CPU smoke run under TRITON_INTERPRET=1 (no timings)")
+    args = parser.parse_args()
+    check_tiny_or_cuda(parser, args.tiny)
+    return args
+
+
 def check_tiny_or_cuda(parser: argparse.ArgumentParser, tiny: bool) -> None:
     """A Triton benchmark's device check: `--tiny` runs its kernels in Triton's CPU interpreter (TRITON_INTERPRET=1
     must be set before they are defined), anything else needs a CUDA GPU; exits through `parser.error` otherwise."""

@@ -23,7 +23,7 @@ import torch
 
 from mambaseq.kernels.causal_conv1d import causal_conv1d as causal_conv1d_torch
 from mambaseq.kernels.dispatch import _optional
-from mambaseq.profiling import check_tiny_or_cuda, forward_backward, median_ms
+from mambaseq.profiling import forward_backward, median_ms, parse_kernel_bench_args
 from mambaseq.report import markdown_table
 
 Shape = tuple[int, int, int, str]
@@ -55,13 +55,7 @@ def parse_args() -> argparse.Namespace:
                         help="batch x channels x L x layout (c: contiguous, l: channel-last), comma-separated")
     parser.add_argument("--backward-tiles", type=lambda text: [parse_tile(s) for s in text.split(",")], default=[],
                         help="extra rows: our backward with these channels x steps x warps tiles")
-    parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--markdown", action="store_true")
-    parser.add_argument("--tiny", action="store_true", help="CPU smoke run under TRITON_INTERPRET=1 (no timings)")
-    args = parser.parse_args()
-    check_tiny_or_cuda(parser, args.tiny)
-    return args
+    return parse_kernel_bench_args(parser)
 
 
 def conv_problem(shape: Shape, dtype: torch.dtype, device: str) -> dict[str, torch.Tensor]:

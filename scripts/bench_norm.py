@@ -19,7 +19,7 @@ import torch
 
 from mambaseq.kernels.dispatch import _optional
 from mambaseq.norm import GatedRMSNorm
-from mambaseq.profiling import check_tiny_or_cuda, forward_backward, median_ms
+from mambaseq.profiling import forward_backward, median_ms, parse_kernel_bench_args
 from mambaseq.report import markdown_table
 
 Shape = tuple[int, int, int, int]
@@ -33,13 +33,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--shapes", type=lambda text: [tuple(int(v) for v in s.split("x")) for s in text.split(",")],
                         default=[(8, 2048, 1536, 1536), (1, 65536, 5120, 5120), (8, 2048, 4096, 512)],
                         help="batch x L x d x group size, comma-separated")
-    parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--markdown", action="store_true")
-    parser.add_argument("--tiny", action="store_true", help="CPU smoke run under TRITON_INTERPRET=1 (no timings)")
-    args = parser.parse_args()
-    check_tiny_or_cuda(parser, args.tiny)
-    return args
+    return parse_kernel_bench_args(parser)
 
 
 def norm_problem(shape: Shape, dtype: torch.dtype, device: str) -> dict[str, torch.Tensor]:

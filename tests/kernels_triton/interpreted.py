@@ -26,3 +26,15 @@ def run_interpreted(runner: Path, cases: Iterable[str]) -> dict[str, dict[str, f
     if completed.returncode != 0:
         pytest.fail(f"{runner.name} failed (exit {completed.returncode}):\n{completed.stderr[-4000:]}")
     return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def run_tiny_bench(script: Path, *arguments: str) -> str:
+    """Standard output of `script --tiny *arguments` run under the interpreter (fails the test if it fails)."""
+    launch = (f"import interpret_runner, runpy, sys; sys.argv = [{str(script)!r}, '--tiny', *{list(arguments)!r}]; "
+              f"runpy.run_path({str(script)!r}, run_name='__main__')")
+    env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
+    completed = subprocess.run([sys.executable, "-c", launch], env=env, capture_output=True, text=True,
+                               timeout=TIMEOUT_S, cwd=Path(__file__).parent)
+    if completed.returncode != 0:
+        pytest.fail(f"{script.name} --tiny failed (exit {completed.returncode}):\n{completed.stderr[-4000:]}")
+    return completed.stdout

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import importlib
 from functools import partial
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,7 +17,7 @@ import torch
 
 from error_norms import assert_errors_within
 from causal_conv1d_cases import GRADIENTS, INTERPRETER_CASES, compare_with_reference, conv_problem
-from interpreted import run_interpreted
+from interpreted import run_interpreted, run_tiny_bench
 from mambaseq.kernels.triton.causal_conv1d import causal_conv1d_triton
 
 HERE = Path(__file__).parent
@@ -73,17 +70,12 @@ def test_bad_arguments_are_named():
 def test_bench_tiny_compares_the_kernel_with_pytorch_on_cpu():
     """scripts/bench_conv.py --tiny (interpreter), both layouts and an extra backward tile: a row each, the same
     output and gradients as the PyTorch conv up to fp32 rounding."""
-    launch = ("import interpret_runner, runpy, sys; sys.argv = [{script!r}, '--tiny', '--backward-tiles', '16x16x4']; "
-              "runpy.run_path({script!r}, run_name='__main__')").format(script=str(BENCH))
-    env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
-    completed = subprocess.run([sys.executable, "-c", launch], env=env, capture_output=True, text=True, timeout=300,
-                               cwd=HERE)
-    assert completed.returncode == 0, completed.stderr[-4000:]
-    rows = [line.split("  ") for line in completed.stdout.splitlines() if line.startswith("2x70x150x")]
+    stdout = run_tiny_bench(BENCH, "--backward-tiles", "16x16x4")
+    rows = [line.split("  ") for line in stdout.splitlines() if line.startswith("2x70x150x")]
     names = {"ours: causal_conv1d_triton", "ours, backward tile 16x16x4", "PyTorch F.conv1d"}
     assert {(row[0], row[1]) for row in rows} == {(shape, name) for shape in ("2x70x150xc", "2x70x150xl")
-                                                   for name in names}, completed.stdout
-    assert all(float(row[-1]) < 1e-5 for row in rows), completed.stdout
+                                                   for name in names}, stdout
+    assert all(float(row[-1]) < 1e-5 for row in rows), stdout
 
 
 @pytest.mark.gpu

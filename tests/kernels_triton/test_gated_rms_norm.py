@@ -7,9 +7,6 @@ Errors are relative errors of the norm. Tolerances: fp32 cases 1e-5 in the CPU i
 """
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +14,7 @@ import torch
 
 from error_norms import assert_errors_within
 from gated_rms_norm_cases import INTERPRETER_CASES, NAMES, compare_with_reference, gated_norm_problem
-from interpreted import run_interpreted
+from interpreted import run_interpreted, run_tiny_bench
 from mambaseq.config import Mamba2Config
 from mambaseq.kernels.triton import gated_rms_norm_triton
 from mambaseq.kernels.triton.gated_rms_norm import GatedRMSNormFunction
@@ -63,16 +60,10 @@ def test_bad_arguments_are_named():
 
 def test_bench_tiny_compares_the_kernel_with_pytorch_on_cpu():
     """scripts/bench_norm.py --tiny (interpreter): a row per implementation, the same output up to fp32 rounding."""
-    launch = ("import interpret_runner, runpy, sys; sys.argv = [{script!r}, '--tiny']; "
-              "runpy.run_path({script!r}, run_name='__main__')").format(script=str(BENCH))
-    env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
-    completed = subprocess.run([sys.executable, "-c", launch], env=env, capture_output=True, text=True, timeout=300,
-                               cwd=HERE)
-    assert completed.returncode == 0, completed.stderr[-4000:]
-    rows = {line.split("  ")[1]: line.split("  ") for line in completed.stdout.splitlines()
-            if line.startswith("2x8x64x32")}
-    assert {"ours: gated_rms_norm_triton", "ours: GatedRMSNorm, PyTorch (fp32)"} <= rows.keys(), completed.stdout
-    assert all(float(row[-1]) < 1e-5 for row in rows.values()), completed.stdout
+    stdout = run_tiny_bench(BENCH)
+    rows = {line.split("  ")[1]: line.split("  ") for line in stdout.splitlines() if line.startswith("2x8x64x32")}
+    assert {"ours: gated_rms_norm_triton", "ours: GatedRMSNorm, PyTorch (fp32)"} <= rows.keys(), stdout
+    assert all(float(row[-1]) < 1e-5 for row in rows.values()), stdout
 
 
 def _count_fused_calls(monkeypatch) -> list[int]:
