@@ -56,15 +56,17 @@ def forward_backward(run: Callable[[dict], torch.Tensor], problem: dict[str, tor
     return lambda: run(leaves).backward(grad_output)
 
 
-def parse_kernel_bench_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
+def parse_kernel_bench_args(parser: argparse.ArgumentParser, device_free: str | None = None) -> argparse.Namespace:
     """Adds a kernel benchmark's common options (--repeats, --warmup, --markdown, --tiny), parses the command line
-    and checks the device (`check_tiny_or_cuda`)."""
+    and checks the device (`check_tiny_or_cuda`) unless the option named `device_free` (a run without kernels) is
+    set."""
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--tiny", action="store_true", help="CPU smoke run under TRITON_INTERPRET=1 (no timings)")
     args = parser.parse_args()
-    check_tiny_or_cuda(parser, args.tiny)
+    if device_free is None or not getattr(args, device_free):
+        check_tiny_or_cuda(parser, args.tiny)
     return args
 
 

@@ -4,6 +4,7 @@ difference to causal-conv1d's.
 
     python scripts/bench_conv.py [--markdown] [--shapes 8x1536x2048xc,8x1792x2048xl]
         [--backward-tiles 64x16x8,16x64x8]   # extra rows: our backward with other (channels x steps x warps) tiles
+    python scripts/bench_conv.py --resources [--backward-tiles ...]   # no GPU: our kernels compiled for sm_90
     TRITON_INTERPRET=1 python scripts/bench_conv.py --tiny   # CPU smoke run, tiny shapes, no timing claims
 
 Shapes are batch x channels x L x layout: "c" is x contiguous in (batch, channels, L), the Mamba-1 mixer's layout;
@@ -55,22 +56,31 @@ def parse_args() -> argparse.Namespace:
                         help="batch x channels x L x layout (c: contiguous, l: channel-last), comma-separated")
     parser.add_argument("--backward-tiles", type=lambda text: [parse_tile(s) for s in text.split(",")], default=[],
                         help="extra rows: our backward with these channels x steps x warps tiles")
-    return parse_kernel_bench_args(parser)
+    parser.add_argument("--resources", action="store_true",
+                        help="no timing and no GPU: registers, spills and SASS of our kernels compiled for sm_90, per "
+                             "shape and backward tile")
+    return parse_kernel_bench_args(parser, device_free="resources")
 
 
 def conv_problem(shape: Shape, dtype: torch.dtype, device: str) -> dict[str, torch.Tensor]:
     """x (batch, channels, L) in `dtype` and the layout of `shape`; weight (channels, WIDTH) and bias fp32."""
     batch, channels, seqlen, layout = shape
-    generator = torch.Generator(device).manual_seed(0)
+    if device == "meta":
+        def randn(*size: int) -> torch.Tensor:
+            return torch.empty(*size, device="meta")
+    else:
+        generator = torch.Generator(device).manual_seed(0)
+
+        def randn(*size: int) -> torch.Tensor:
+            return torch.randn(*size, generator=generator, device=device)
     if layout == "c":
-        x = torch.randn(batch, channels, seqlen, generator=generator, device=device)
+        x = randn(batch, channels, seqlen)
     else:  # the middle columns of (batch, L, 2 x channels) rows, as the mixer slices in_proj's output
-        rows = torch.randn(batch, seqlen, 2 * channels, generator=generator, device=device)
-        x = rows[..., channels // 2: channels // 2 + channels].transpose(1, 2)
-    return dict(x=x.to(dtype), weight=torch.randn(channels, WIDTH, generator=generator, device=device) / WIDTH**0.5,
-                bias=torch.randn(channels, generator=generator, device=device))
+        x = randn(batch, seqlen, 2 * channels)[..., channels // 2: channels // 2 + channels].transpose(1, 2)
+    return dict(x=x.to(dtype), weight=randn(channels, WIDTH) / WIDTH**0.5, bias=randn(channels))
 
 
+TILE_NAMES = ("BACKWARD_BLOCK_C", "BACKWARD_BLOCK_L", "BACKWARD_WARPS")
 Contender = tuple[Callable[[dict], torch.Tensor], dict[str, int]]  # run, our module constants it runs under
 
 
@@ -80,9 +90,8 @@ def contenders(tiles: list[tuple[int, int, int]]) -> dict[str, Contender]:
     def ours(p: dict) -> torch.Tensor:
         return triton_conv.causal_conv1d_triton(p["x"], p["weight"], p["bias"], "silu")
 
-    tile_names = ("BACKWARD_BLOCK_C", "BACKWARD_BLOCK_L", "BACKWARD_WARPS")
     rows = {"ours: causal_conv1d_triton": (ours, {})}
-    rows.update({f"ours, backward tile {'x'.join(map(str, tile))}": (ours, dict(zip(tile_names, tile)))
+    rows.update({f"ours, backward tile {'x'.join(map(str, tile))}": (ours, dict(zip(TILE_NAMES, tile)))
                  for tile in tiles})
     rows["PyTorch F.conv1d"] = (lambda p: causal_conv1d_torch(p["x"], p["weight"], p["bias"], "silu"), {})
     causal_conv1d_fn, why = _optional("causal_conv1d", "causal_conv1d_fn")
@@ -130,8 +139,38 @@ def benchmark_shape(shape: Shape, rows_to_run: dict[str, Contender], args: argpa
     return rows
 
 
+def resource_rows(shapes: list[Shape], tiles: list[tuple[int, int, int]]) -> list[list[str]]:
+    """Our forward and backward launches of every shape (bf16, on meta tensors), with the default backward tile
+    and each of `tiles`, compiled for sm_90: registers and spill bytes per thread, SASS instructions."""
+    from mambaseq.kernels.triton import causal_conv1d as triton_conv
+    from mambaseq.kernels.triton.compiled_resources import compile_launch, cubin_report, recorded_launches
+
+    default = tuple(getattr(triton_conv, name) for name in TILE_NAMES)
+    rows = []
+    for shape in shapes:
+        for tile in dict.fromkeys([default, *tiles]):
+            problem = {k: v.requires_grad_() for k, v in conv_problem(shape, torch.bfloat16, "meta").items()}
+            with mock.patch.multiple(triton_conv, **dict(zip(TILE_NAMES, tile))), \
+                    recorded_launches(triton_conv) as recorders:
+                out = triton_conv.causal_conv1d_triton(problem["x"], problem["weight"], problem["bias"], "silu")
+                out.backward(torch.empty_like(out))
+            for name, recorder in recorders.items():
+                for args, kwargs in recorder.calls:
+                    report = cubin_report(compile_launch(recorder.kernel, args, kwargs).asm["cubin"])
+                    rows.append(["x".join(map(str, shape)), "x".join(map(str, tile)), name,
+                                 str(report["registers"]), str(report["stack"]), str(report["instructions"])])
+    return rows
+
+
 def main() -> None:
     args = parse_args()
+    if args.resources:
+        rows = resource_rows(args.shapes, args.backward_tiles)
+        header = ["shape (b x channels x L x layout)", "backward tile (channels x steps x warps)", "kernel",
+                  "registers", "spill bytes", "SASS"]
+        print("sm_90, bf16, compiled without a GPU")
+        print(markdown_table(header, rows) if args.markdown else "\n".join("  ".join(r) for r in [header, *rows]))
+        return
     device = "cpu" if args.tiny else "cuda"
     dtype = torch.float32 if args.tiny else torch.bfloat16
     shapes = TINY_SHAPES if args.tiny else args.shapes

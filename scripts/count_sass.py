@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import collections
 import inspect
-import os
 import re
-import subprocess
-import tempfile
 
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from triton.experimental.gluon._runtime import GluonASTSource
 
+from mambaseq.kernels.triton.compiled_resources import disassembly
 from mambaseq.kernels.triton.gluon_math import channel_sum_layout, scan_layout
 from mambaseq.kernels.triton.selective_scan_bwd import selective_scan_bwd_kernel
 from mambaseq.kernels.triton.selective_scan_bwd_gluon import selective_scan_bwd_gluon_kernel
@@ -43,12 +41,7 @@ def loop_instructions(kernel, constants: dict, num_warps: int) -> collections.Co
                if signature[name] != "constexpr" and name not in UNALIGNED_INTEGERS}
     source = (GluonASTSource if kernel.is_gluon() else ASTSource)(kernel, signature, constants, aligned)
     compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32), options=dict(num_warps=num_warps))
-    tools = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
-    with tempfile.NamedTemporaryFile(suffix=".cubin") as cubin:
-        cubin.write(compiled.asm["cubin"])
-        cubin.flush()
-        lines = subprocess.run([os.path.join(tools, "nvdisasm"), "-c", cubin.name], capture_output=True, text=True,
-                               check=True).stdout.splitlines()
+    lines = disassembly(compiled.asm["cubin"]).splitlines()
     labels = {line.strip()[:-1]: index for index, line in enumerate(lines) if re.match(r"\s*\.L_x_\d+:", line)}
     loop = max(((labels[target], index) for index, line in enumerate(lines)
                 for target in re.findall(r"BRA `\((\.L_x_\d+)\)", line)
@@ -63,9 +56,10 @@ def main() -> None:
     cases = {
         "Triton forward (1 channel, 32 steps, 1 warp)": (
             selective_scan_fwd_kernel, dict(FEATURES, HAS_INITIAL_STATE=False, STORE_FINAL_STATE=True,
-                                            STORE_CHUNK_STATES=True, **triton_tile), 1, 16 * 32 // 32),
+                                            STORE_CHUNK_STATES=True, SUMMARY=False, **triton_tile), 1, 16 * 32 // 32),
         "Triton backward (1 channel, 32 steps, 1 warp)": (
-            selective_scan_bwd_kernel, dict(FEATURES, HAS_DFINAL_STATE=False, **triton_tile), 1, 16 * 32 // 32),
+            selective_scan_bwd_kernel, dict(FEATURES, HAS_DFINAL_STATE=False, STORE_DINITIAL_STATE=False,
+                                            **triton_tile), 1, 16 * 32 // 32),
         "Gluon forward (4 states x 8 steps per lane)": (
             selective_scan_fwd_gluon_kernel, dict(FEATURES, HAS_INITIAL_STATE=False, STORE_CHUNK_STATES=True,
                                                   STATE_EVERY=1, **gluon_tile), 2, 4 * 8),

@@ -2,9 +2,8 @@
 without a GPU.
 
 The forward and backward launchers run on meta tensors with every kernel replaced by a recorder; each recorded
-launch is then compiled for sm_90 (Triton's bundled ptxas) with the same constexprs, warps, stages and integer
-specialization (divisible by 16, or 1) that the real launch would get, and its cubin is inspected (cuobjdump,
-nvdisasm). Registers decide how many programs share an SM; spills and exponentials (MUFU.EX2) show what a tiling
+launch is then compiled for sm_90 as the real launch would be, and its cubin is inspected
+(`mambaseq.kernels.triton.compiled_resources`). Registers decide how many programs share an SM; spills and exponentials (MUFU.EX2) show what a tiling
 change costs before any GPU time is spent on it.
 
     python scripts/ssd_kernel_resources.py                                  # 8x2048x48x64x128, library defaults
@@ -14,25 +13,15 @@ change costs before any GPU time is spent on it.
 from __future__ import annotations
 
 import argparse
-import inspect
-import os
-import re
-import subprocess
-import tempfile
-from collections.abc import Callable
 
 import torch
-import triton
-from triton.backends.compiler import GPUTarget
-from triton.compiler import ASTSource
 
 from mambaseq.kernels.triton import ssd_bwd_launch, ssd_launch
+from mambaseq.kernels.triton.compiled_resources import compile_launch, cubin_report, recorded_launches
 from mambaseq.kernels.triton.ssd_launch import Tiling
 from mambaseq.report import markdown_table
 
 LAUNCH_MODULES = (ssd_launch, ssd_bwd_launch)
-POINTER_TYPES = {torch.float32: "*fp32", torch.bfloat16: "*bf16", torch.float16: "*fp16"}
-TOOLS = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
 
 
 def parse_args() -> argparse.Namespace:
@@ -63,72 +52,20 @@ def apply_knob(assignment: str) -> None:
         setattr(module, name, type(current)(numbers[0]))
 
 
-class LaunchRecorder:
-    """Stands in for a @triton.jit kernel: `kernel[grid](*args, **kwargs)` records the call instead of running it."""
-
-    def __init__(self, kernel):
-        self.kernel, self.calls = kernel, []
-
-    def __getitem__(self, grid) -> Callable[..., None]:
-        return lambda *args, **kwargs: self.calls.append((args, kwargs))
-
-
 def record_launches(shape: tuple[int, ...], groups: int, chunk_size: int, dtype: torch.dtype
                     ) -> list[tuple[object, tuple, dict]]:
     """(kernel, args, kwargs) of every launch of one SSD forward and backward on meta tensors (with D, no z)."""
     batch, seqlen, nheads, headdim, d_state = shape
     n_chunks = -(-seqlen // chunk_size)
-    recorders = {}
-    for module in LAUNCH_MODULES:
-        for name, value in vars(module).items():
-            if isinstance(value, triton.runtime.jit.JITFunction):
-                recorders.setdefault(name, LaunchRecorder(value))
-                setattr(module, name, recorders[name])
     meta = dict(device="meta")
     x = torch.empty(batch, seqlen, nheads, headdim, dtype=dtype, **meta)
     steps = torch.empty(batch, nheads, n_chunks, chunk_size, **meta)
     B = torch.empty(batch, seqlen, groups, d_state, dtype=dtype, **meta)
     D = torch.empty(nheads, headdim, **meta)
-    try:
+    with recorded_launches(*LAUNCH_MODULES) as recorders:
         ssd_launch.ssd_forward(x, steps, steps, B, B, D, None, None)
         ssd_bwd_launch.ssd_backward(x, steps, steps, B, B, D, x, None, None)
-    finally:
-        for module in LAUNCH_MODULES:
-            for name, recorder in recorders.items():
-                if getattr(module, name, None) is recorder:
-                    setattr(module, name, recorder.kernel)
     return [(recorder.kernel, args, kwargs) for recorder in recorders.values() for args, kwargs in recorder.calls]
-
-
-def compile_launch(kernel, args: tuple, kwargs: dict):
-    """The sm_90 compilation a real launch of `kernel` with these arguments would get."""
-    names = list(inspect.signature(kernel.fn).parameters)
-    values = dict(zip(names, args)) | {k: v for k, v in kwargs.items() if k in names}
-    options = {k: v for k, v in kwargs.items() if k not in names}
-    constants = {name: value for name, value in values.items()
-                 if value is None or isinstance(value, int) and value == 1 or name in kwargs}
-    signature = {name: "constexpr" if name in constants else POINTER_TYPES[value.dtype]
-                 if isinstance(value, torch.Tensor) else "i64" if abs(value) >= 2 ** 31 else "i32"
-                 for name, value in values.items()}
-    aligned = {(index,): [["tt.divisibility", 16]] for index, name in enumerate(names)
-               if signature[name] != "constexpr" and (isinstance(values[name], torch.Tensor) or values[name] % 16 == 0)}
-    source = ASTSource(kernel, signature, constants, aligned)
-    return triton.compile(source, target=GPUTarget("cuda", 90, 32), options=options)
-
-
-def cubin_report(cubin: bytes) -> dict[str, int]:
-    """Registers and stack (spill) bytes per thread, SASS instructions and exponentials of a cubin."""
-    with tempfile.NamedTemporaryFile(suffix=".cubin") as file:
-        file.write(cubin)
-        file.flush()
-        usage = subprocess.run([os.path.join(TOOLS, "cuobjdump"), "-res-usage", file.name], capture_output=True,
-                               text=True, check=True).stdout
-        sass = subprocess.run([os.path.join(TOOLS, "nvdisasm"), "-c", file.name], capture_output=True, text=True,
-                              check=True).stdout
-    return dict(registers=int(re.search(r"REG:(\d+)", usage).group(1)),
-                stack=int(re.search(r"STACK:(\d+)", usage).group(1)),
-                instructions=len(re.findall(r"/\*[0-9a-f]{4,}\*/\s+[^;]*;", sass)),
-                exponentials=sass.count("MUFU.EX2"))
 
 
 def resource_rows(shape: tuple[int, ...], groups: int, chunk_size: int, dtype: torch.dtype) -> list[list[str]]:

@@ -18,7 +18,9 @@ import torch
 from error_norms import assert_errors_within
 from causal_conv1d_cases import GRADIENTS, INTERPRETER_CASES, compare_with_reference, conv_problem
 from interpreted import run_interpreted, run_tiny_bench
+from mambaseq.kernels.triton import causal_conv1d as triton_conv
 from mambaseq.kernels.triton.causal_conv1d import causal_conv1d_triton
+from script_loader import load_script
 
 HERE = Path(__file__).parent
 RUNNER = HERE / "causal_conv1d_interpret_runner.py"
@@ -76,6 +78,24 @@ def test_bench_tiny_compares_the_kernel_with_pytorch_on_cpu():
     assert {(row[0], row[1]) for row in rows} == {(shape, name) for shape in ("2x70x150xc", "2x70x150xl")
                                                    for name in names}, stdout
     assert all(float(row[-1]) < 1e-5 for row in rows), stdout
+
+
+def test_bench_resources_compile_every_launch_for_sm90_with_the_tile_in_force():
+    """scripts/bench_conv.py --resources (no GPU): a forward and a backward row per shape and backward tile, the
+    backward compiled with the tile asked for (8 elements per thread take more registers than 4)."""
+    from mambaseq.kernels.triton.compiled_resources import tools_available
+
+    if not tools_available():
+        pytest.skip("this Triton wheel ships no cuobjdump / nvdisasm")
+    bench = load_script("bench_conv")
+    rows = bench.resource_rows([(2, 96, 300, "l")], [(64, 32, 8)])
+    kernels = [(tile, kernel) for _, tile, kernel, *_ in rows]
+    default = "x".join(str(getattr(triton_conv, name)) for name in bench.TILE_NAMES)
+    assert kernels == [(tile, kernel) for tile in (default, "64x32x8")
+                       for kernel in ("causal_conv1d_fwd_kernel", "causal_conv1d_bwd_kernel")]
+    registers = {(tile, kernel): int(count) for _, tile, kernel, count, *_ in rows}
+    assert registers[default, "causal_conv1d_bwd_kernel"] < registers["64x32x8", "causal_conv1d_bwd_kernel"]
+    assert all(int(spill) == 0 for *_, spill, _ in rows)
 
 
 @pytest.mark.gpu

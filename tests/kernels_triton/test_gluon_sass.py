@@ -4,8 +4,6 @@ a channel's 4 state lanes. A scan lowered across lanes (e.g. `associative_scan(r
 warp shuffles) would multiply the shuffles."""
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from script_loader import load_script
@@ -15,11 +13,21 @@ pytest.importorskip("triton.experimental.gluon")
 
 @pytest.fixture(scope="module")
 def count_sass():
-    import triton
+    from mambaseq.kernels.triton.compiled_resources import tools_available
 
-    if not os.path.exists(os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "nvdisasm")):
+    if not tools_available():
         pytest.skip("this Triton wheel ships no nvdisasm")
     return load_script("count_sass")
+
+
+def test_script_counts_every_kernel(count_sass, capsys):
+    """The script's cases pass every constexpr their kernels take (a new one left out fails its compilation)."""
+    count_sass.main()
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        "Triton forward (1 channel, 32 steps, 1 warp)", "Triton backward (1 channel, 32 steps, 1 warp)",
+        "Gluon forward (4 states x 8 steps per lane)", "Gluon backward (4 states x 8 steps per lane)"]
+    assert all(float(line.split(": ")[1].split()[0]) > 0 for line in lines)
 
 
 def test_gluon_loops_keep_time_inside_lanes(count_sass):

@@ -2,13 +2,12 @@
 the knobs the launchers read at call time, and the report lists each kernel once per distinct compilation."""
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 from triton.runtime.jit import JITFunction
 
 from mambaseq.kernels.triton import ssd_bwd_launch, ssd_launch
+from mambaseq.kernels.triton.compiled_resources import tools_available
 from mambaseq.kernels.triton.ssd_launch import Tiling
 from script_loader import load_script
 
@@ -19,9 +18,7 @@ KERNELS = {"chunk_cb_kernel", "chunk_state_kernel", "state_passing_kernel", "chu
 
 @pytest.fixture(scope="module")
 def resources():
-    import triton
-
-    if not os.path.exists(os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")):
+    if not tools_available():
         pytest.skip("this Triton wheel ships no cuobjdump")
     return load_script("ssd_kernel_resources")
 
