@@ -17,12 +17,12 @@ import triton.language as tl
 from ..causal_conv1d import ACTIVATIONS
 
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-# forward: 64 x 32 tiles, 8 warps (8 elements per thread, 64 registers; ptxas, sm_90, bf16, width 4); a time step of
+# forward: 64 x 32 tiles, 8 warps (8 elements per thread, <= 52 registers; ptxas, sm_90, bf16, width 4); a time step of
 # 64 bf16 channels is one 128-byte line in the channel-last layout
 BLOCK_C = 64
 BLOCK_L = 32
 NUM_WARPS = 8
-# backward: 64 x 16 tiles, 8 warps (4 elements per thread: 100 registers channel-last, 128 contiguous; 8 elements
+# backward: 64 x 16 tiles, 8 warps (4 elements per thread: 106 registers channel-last, 128 contiguous; 8 elements
 # take 170 / 255). A program loops over up to BACKWARD_MAX_TILES time tiles (fewer when the grid would fall below
 # BACKWARD_MIN_PROGRAMS), summing the tap gradients elementwise and reducing them once.
 BACKWARD_BLOCK_C = 64
@@ -63,11 +63,20 @@ def _input_windows(x_ptr, state_ptr, time, channel_mask, seqlen, stride_x_time, 
 
 
 @triton.jit
-def _pre_activation(windows, weight_ptr, bias, channel_mask, stride_weight_tap, WIDTH: tl.constexpr):
-    """bias + sum_k weight[:, k] * windows[k] in fp32, (BLOCK_C, BLOCK_L)."""
-    acc = tl.load(weight_ptr, mask=channel_mask, other=0.0).to(tl.float32) * windows[0]
+def _load_taps(weight_ptr, channel_mask, stride_weight_tap, WIDTH: tl.constexpr):
+    """The WIDTH conv taps of this tile's channels as fp32 (BLOCK_C, 1) tensors; weight_ptr points at the channels."""
+    taps = ()
+    for k in tl.static_range(WIDTH):
+        taps = taps + (tl.load(weight_ptr + k * stride_weight_tap, mask=channel_mask, other=0.0).to(tl.float32),)
+    return taps
+
+
+@triton.jit
+def _pre_activation(windows, taps, bias, WIDTH: tl.constexpr):
+    """bias + sum_k taps[k] * windows[k] in fp32, (BLOCK_C, BLOCK_L)."""
+    acc = taps[0] * windows[0]
     for k in tl.static_range(1, WIDTH):
-        acc += tl.load(weight_ptr + k * stride_weight_tap, mask=channel_mask, other=0.0).to(tl.float32) * windows[k]
+        acc += taps[k] * windows[k]
     return acc + bias
 
 
@@ -91,10 +100,10 @@ def causal_conv1d_fwd_kernel(
     bias = tl.zeros((BLOCK_C, 1), tl.float32)
     if HAS_BIAS:
         bias = tl.load(bias_ptr + channel, mask=channel_mask, other=0.0).to(tl.float32)
+    taps = _load_taps(weight_ptr + channel * stride_weight_channel, channel_mask, stride_weight_tap, WIDTH)
     windows = _input_windows(x_tile, state_tile, time, channel_mask, seqlen, stride_x_time, stride_state_time, WIDTH,
                              WIDTH, HAS_INITIAL_STATE)
-    out = _pre_activation(windows, weight_ptr + channel * stride_weight_channel, bias, channel_mask,
-                          stride_weight_tap, WIDTH)
+    out = _pre_activation(windows, taps, bias, WIDTH)
     if SILU:
         out = out / (1.0 + tl.exp(-out))
     out_tile = out_ptr + batch * stride_out_batch + channel * stride_out_channel + time * stride_out_time
@@ -102,14 +111,14 @@ def causal_conv1d_fwd_kernel(
 
 
 @triton.jit
-def _grad_pre_activation(inputs, grad_out_ptr, time, channel_mask, seqlen, stride_grad_out_time, weight_ptr, bias,
-                         stride_weight_tap, WIDTH: tl.constexpr, SILU: tl.constexpr):
+def _grad_pre_activation(windows, grad_out_ptr, time, channel_mask, seqlen, stride_grad_out_time, taps, bias,
+                         WIDTH: tl.constexpr, SILU: tl.constexpr):
     """d pre-activation at `time` in fp32, (BLOCK_C, BLOCK_L): grad_out there (zero outside [0, L)), through SiLU's
-    derivative at the pre-activation recomputed from `inputs` (its WIDTH windows)."""
+    derivative at the pre-activation recomputed from its WIDTH input `windows`."""
     grad = tl.load(grad_out_ptr + time * stride_grad_out_time, mask=channel_mask & (time >= 0) & (time < seqlen),
                    other=0.0).to(tl.float32)
     if SILU:
-        pre = _pre_activation(inputs, weight_ptr, bias, channel_mask, stride_weight_tap, WIDTH)
+        pre = _pre_activation(windows, taps, bias, WIDTH)
         gate = 1.0 / (1.0 + tl.exp(-pre))
         grad = grad * gate * (1.0 + pre * (1.0 - gate))
     return grad
@@ -138,7 +147,7 @@ def causal_conv1d_bwd_kernel(
     x_tile = x_ptr + batch * stride_x_batch + channel * stride_x_channel
     state_tile = state_ptr + batch * stride_state_batch + channel * stride_state_channel
     grad_out_tile = grad_out_ptr + batch * stride_grad_out_batch + channel * stride_grad_out_channel
-    weight_tile = weight_ptr + channel * stride_weight_channel
+    taps = _load_taps(weight_ptr + channel * stride_weight_channel, channel_mask, stride_weight_tap, WIDTH)
     bias = tl.zeros((BLOCK_C, 1), tl.float32)
     if HAS_BIAS:
         bias = tl.load(bias_ptr + channel, mask=channel_mask, other=0.0).to(tl.float32)
@@ -158,10 +167,8 @@ def causal_conv1d_bwd_kernel(
             for k in tl.static_range(WIDTH):
                 windows = windows + (inputs[shift + k],)
             grad_pre = _grad_pre_activation(windows, grad_out_tile, time + shift, channel_mask, seqlen,
-                                            stride_grad_out_time, weight_tile, bias, stride_weight_tap, WIDTH, SILU)
-            tap = tl.load(weight_tile + (WIDTH - 1 - shift) * stride_weight_tap, mask=channel_mask,
-                          other=0.0).to(tl.float32)
-            grad_input += tap * grad_pre
+                                            stride_grad_out_time, taps, bias, WIDTH, SILU)
+            grad_input += taps[WIDTH - 1 - shift] * grad_pre
             if shift == 0:
                 summed = ()
                 for k in tl.static_range(WIDTH):
