@@ -1,8 +1,9 @@
-"""The training path's Triton kernels (residual-add + RMSNorm, gated RMSNorm, causal conv, cross-entropy rows)
-compile for sm_90 as the library launches them, checked on CPU: each op runs forward and backward on meta tensors
-at 130M-model shapes while `compiled_resources.recorded_launches` records its launches, and every launch compiles
-with Triton's bundled ptxas, within 255 registers and without spilling. A kernel that only a GPU would compile
-(the SSD and scan kernels have their own checks: test_ssd_kernel_resources.py, test_gluon_sass.py) fails here."""
+"""Triton kernels compile for sm_90 as the library launches them, checked on CPU: the training path's (residual-add +
+RMSNorm, gated RMSNorm, causal conv, cross-entropy rows; forward and backward at 130M-model shapes) and the decoding
+steps' (state updates, conv step, Mamba-1's fused front and back; 1.4B widths, fp16, batch 1 and 64). Each op runs
+on meta tensors while `compiled_resources.recorded_launches` records its launches, and every launch compiles with
+Triton's bundled ptxas within 255 registers and without spilling. A kernel that only a GPU would compile fails
+here (the SSD and scan kernels have their own checks: test_ssd_kernel_resources.py, test_gluon_sass.py)."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -11,8 +12,18 @@ from types import ModuleType
 import pytest
 import torch
 
-from mambaseq.kernels.triton import add_rms_norm, causal_conv1d, cross_entropy, gated_rms_norm
+from mambaseq.kernels.triton import (
+    add_rms_norm,
+    causal_conv1d,
+    conv_update,
+    cross_entropy,
+    gated_rms_norm,
+    norm_in_proj_conv,
+    state_step_out_proj,
+    state_update,
+)
 from mambaseq.kernels.triton.compiled_resources import compile_launch, cubin_report, recorded_launches, tools_available
+from state_update_cases import step_inputs
 
 META = dict(device="meta", dtype=torch.bfloat16)
 
@@ -61,16 +72,52 @@ CASES: dict[str, tuple[ModuleType, Callable[[], None], set[str]]] = {
 }
 
 
-@pytest.mark.skipif(not tools_available(), reason="this Triton wheel ships no cuobjdump / nvdisasm")
-@pytest.mark.parametrize("case", list(CASES))
-def test_launches_compile_for_sm90_without_spills(case):
-    module, run, kernels = CASES[case]
-    with recorded_launches(module) as recorders:
-        run()
+# decoding step layout -> (Triton entry point, its kernel, 1.4B widths for `step_inputs`)
+STEPS = {
+    "mamba1": (state_update.selective_state_update_triton, "state_update_kernel", dict(d_inner=4096, d_state=16)),
+    "ssd": (state_update.ssd_state_update_triton, "state_update_kernel", dict(nheads=64, headdim=64, d_state=128)),
+    "conv": (conv_update.causal_conv1d_update_triton, "conv_update_kernel", dict(d_inner=4096, width=4)),
+    "mamba1_params": (state_update.mamba1_state_step_triton, "state_update_kernel",
+                      dict(d_inner=4096, d_state=16, dt_rank=128)),
+    "front": (norm_in_proj_conv.add_norm_in_proj_conv_triton, "add_norm_in_proj_conv_kernel",
+              dict(d_model=2048, d_inner=4096, width=4, x_proj_width=160)),
+    "back": (state_step_out_proj.mamba1_state_step_out_proj_triton, "state_step_out_proj_kernel",
+             dict(d_inner=4096, d_state=16, dt_rank=128, d_model=2048)),
+}
+STEP_MODULES = (state_update, conv_update, norm_in_proj_conv, state_step_out_proj)
+FP32_STEP_INPUTS = {"state", "x_proj_sums", "residual", "A", "A_log", "D", "dt_bias"}  # fp32 in the model too
+tools = pytest.mark.skipif(not tools_available(), reason="this Triton wheel ships no cuobjdump / nvdisasm")
+
+
+def _assert_compiles(recorders: dict) -> set[str]:
+    """Compiles every recorded launch; returns the names of the kernels that were launched."""
     launched = {name for name, recorder in recorders.items() if recorder.calls}
-    assert launched == kernels
     for name in launched:
         recorder = recorders[name]
         for args, kwargs in recorder.calls:
             report = cubin_report(compile_launch(recorder.kernel, args, kwargs).asm["cubin"])
             assert report["registers"] <= 255 and report["stack"] == 0, (name, kwargs, report)
+    return launched
+
+
+@tools
+@pytest.mark.parametrize("case", list(CASES))
+def test_training_launches_compile_for_sm90_without_spills(case):
+    module, run, kernels = CASES[case]
+    with recorded_launches(module) as recorders:
+        run()
+    assert _assert_compiles(recorders) == kernels
+
+
+@tools
+@pytest.mark.parametrize("batch", [1, 64])
+@pytest.mark.parametrize("layout", list(STEPS))
+def test_decoding_step_launches_compile_for_sm90_without_spills(layout, batch):
+    entry, kernel, widths = STEPS[layout]
+    inputs = step_inputs(layout, torch.Generator().manual_seed(0), batch=batch, **widths)
+    half = {name: value.to("meta", torch.float16 if value.is_floating_point() and name not in FP32_STEP_INPUTS
+                           else value.dtype) if isinstance(value, torch.Tensor) else value
+            for name, value in inputs.items()}
+    with recorded_launches(*STEP_MODULES) as recorders:
+        entry(**half)
+    assert _assert_compiles(recorders) == {kernel}
