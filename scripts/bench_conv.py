@@ -121,16 +121,22 @@ def benchmark_shape(shape: Shape, rows_to_run: dict[str, Contender], args: argpa
 
     problem = conv_problem(shape, dtype, device)
     cuda = device == "cuda"
-    results = {}
+    results, failures = {}, []
     for name, (run, launch) in rows_to_run.items():
-        with mock.patch.multiple(triton_conv, **launch) if launch else contextlib.nullcontext():
-            results[name] = results_of(run, problem, args, cuda)
+        try:
+            with mock.patch.multiple(triton_conv, **launch) if launch else contextlib.nullcontext():
+                results[name] = results_of(run, problem, args, cuda)
+        except (RuntimeError, ValueError) as error:  # e.g. out of memory, or a layout a contender rejects
+            failures.append(["x".join(map(str, shape)), name, f"failed: {type(error).__name__}: "
+                             f"{str(error).splitlines()[0][:120] if str(error) else ''}", *[""] * 6])
         if cuda:
             torch.cuda.empty_cache()
+    if not results:
+        return failures
     baseline = next((n for n in results if n.startswith("causal-conv1d")), next(iter(results)))
     base_forward, base_both, expected = results[baseline]
     element_bytes = problem["x"].numel() * problem["x"].element_size()
-    rows = []
+    rows = failures
     for name, (forward, both, outputs) in results.items():
         difference = max(float((a - e).abs().max() / e.abs().max()) for a, e in zip(outputs, expected))
         rows.append(["x".join(map(str, shape)), name, f"{forward:.3f}", f"{both:.3f}",
