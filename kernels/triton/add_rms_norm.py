@@ -94,15 +94,20 @@ def add_rms_norm_bwd_kernel(
              mask=col_mask)
 
 
+def row_tiling(width: int) -> tuple[int, int, int]:
+    """(padded width, rows per tile, num_warps) of a row kernel's (rows, width) register tile of about
+    TILE_ELEMENTS elements: the add + RMSNorm over d_model, the gated RMSNorm over a group."""
+    block = triton.next_power_of_2(width)
+    block_rows = max(1, TILE_ELEMENTS // block)
+    return block, block_rows, min(16, max(1, block_rows * block // 512))
+
+
 def _tiling(d_model: int) -> tuple[int, int, int]:
     """(BLOCK_D, BLOCK_ROWS, num_warps) for rows of `d_model` channels."""
-    block_d = triton.next_power_of_2(d_model)
-    if block_d > MAX_BLOCK_D:
+    if triton.next_power_of_2(d_model) > MAX_BLOCK_D:
         raise ValueError(f"add_rms_norm_triton: d_model={d_model}, expected at most {MAX_BLOCK_D} channels "
                          "(one row is one register tile)")
-    block_rows = max(1, TILE_ELEMENTS // block_d)
-    num_warps = min(16, max(1, block_rows * block_d // 512))
-    return block_d, block_rows, num_warps
+    return row_tiling(d_model)
 
 
 def row_view(tensor: torch.Tensor) -> torch.Tensor:

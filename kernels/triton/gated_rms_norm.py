@@ -13,7 +13,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .add_rms_norm import SUPPORTED_DTYPES, TILE_ELEMENTS, backward_programs, row_tile, row_view
+from .add_rms_norm import SUPPORTED_DTYPES, backward_programs, row_tile, row_tiling, row_view
 from .scan_math import sigmoid
 
 MAX_GROUP = 16384
@@ -100,13 +100,6 @@ def gated_rms_norm_bwd_kernel(
              tl.sum(grad_weight, axis=0)[None, :], mask=col_mask)
 
 
-def _tiling(group_size: int) -> tuple[int, int, int]:
-    """(BLOCK_G, BLOCK_ROWS, num_warps) for groups of `group_size` channels."""
-    block_g = triton.next_power_of_2(group_size)
-    block_rows = max(1, TILE_ELEMENTS // block_g)
-    return block_g, block_rows, min(16, max(1, block_rows * block_g // 512))
-
-
 class GatedRMSNormFunction(torch.autograd.Function):
     """forward(x, z | None, weight, group_size, eps, norm_before_gate) -> out (x's dtype)."""
 
@@ -118,7 +111,7 @@ class GatedRMSNormFunction(torch.autograd.Function):
         n_rows, n_groups = x_rows.shape[0], d // group_size
         out = torch.empty(x_rows.shape, device=x.device, dtype=x.dtype)
         rstd = torch.empty(n_rows, n_groups, device=x.device, dtype=torch.float32)
-        block_g, block_rows, num_warps = _tiling(group_size)
+        block_g, block_rows, num_warps = row_tiling(group_size)
         gate_rows = x_rows if z_rows is None else z_rows
         gated_rms_norm_fwd_kernel[(triton.cdiv(n_rows, block_rows), n_groups)](
             x_rows, gate_rows, weight, out, rstd, n_rows, group_size, eps,
@@ -137,7 +130,7 @@ class GatedRMSNormFunction(torch.autograd.Function):
         grad_out = row_view(grad_out)
         grad_x = torch.empty(x_rows.shape, device=x_rows.device, dtype=x_rows.dtype)
         grad_z = None if z_rows is None else torch.empty(z_rows.shape, device=z_rows.device, dtype=z_rows.dtype)
-        block_g, block_rows, num_warps = _tiling(meta["group_size"])
+        block_g, block_rows, num_warps = row_tiling(meta["group_size"])
         programs, rows_per_program = backward_programs(n_rows, block_rows, x_rows.device)
         grad_weight_partial = torch.empty(programs, d, device=x_rows.device, dtype=torch.float32)
         gate_rows = x_rows if z_rows is None else z_rows
